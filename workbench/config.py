@@ -1,0 +1,135 @@
+"""Typed configs of one trial: data, model, training. Frozen, keyword-only, hashable.
+
+A sampled point of a search space is a flat mapping of dotted names (``model.d_model``,
+``memory.n_experts``, ``train.lr``, ``data.vocab_size``); :func:`trial_config_from_flat`
+turns it into a :class:`TrialConfig`, naming any unknown field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.errors import ConfigError
+from workbench.memory import MemoryConfig, config_from_dict
+from workbench.memory.dense import DenseConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where tokens come from.
+
+    ``corpus``: ``"kjv"`` (the embedded King James Bible), a path to a text file or a folder of
+    ``.txt`` files, or a pre-tokenized ``.bin`` of little-endian uint16 ids.
+    ``tokenizer``: ``"byte"`` (256 ids) or ``"bpe"`` (trained offline on the corpus, ``vocab_size``).
+    """
+
+    corpus: str = "kjv"
+    tokenizer: str = "bpe"
+    vocab_size: int = 2048
+    val_fraction: float = 0.05
+    cache_dir: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """A GPT-style decoder; ``memory`` fills the FFN slot of the layers ``placement`` selects."""
+
+    seq_len: int = 128
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 0
+    placement: str = "all"
+    memory: MemoryConfig = field(default_factory=DenseConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimisation and budget. The run stops at ``tokens`` or ``seconds``, whichever comes first."""
+
+    tokens: int = 200_000
+    seconds: float = 0.0
+    batch_size: int = 16
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 0
+    eval_tokens: int = 32_768
+    dtype: str = "auto"
+    compile: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data": dataclasses.asdict(self.data),
+            "model": {**{k: v for k, v in dataclasses.asdict(self.model).items() if k != "memory"}},
+            "memory": self.model.memory.to_dict(),
+            "train": dataclasses.asdict(self.train),
+        }
+
+    def to_flat(self) -> dict[str, Any]:
+        return {f"{section}.{k}": v for section, values in self.to_dict().items() for k, v in values.items()}
+
+    def config_hash(self) -> str:
+        """Stable across runs and machines: sha256 of the canonical JSON of the config."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
+    valid = {f.name for f in dataclasses.fields(cls) if f.name != "memory"}
+    for key in values:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean '{section}.{close[0]}'?)" if close else ""
+            raise ConfigError(f"{section}.{key}: unknown field{hint}; valid: {', '.join(sorted(valid))}")
+    return values
+
+
+def trial_config_from_flat(flat: Mapping[str, Any]) -> TrialConfig:
+    """Build a :class:`TrialConfig` from dotted names; an unknown section or field is named."""
+    sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}, "memory": {}}
+    for name, value in flat.items():
+        section, _, key = name.partition(".")
+        if section not in sections or not key:
+            raise ConfigError(
+                f"{name}: parameter names are '<section>.<field>' with section one of data, model, memory, train"
+            )
+        sections[section][key] = value
+    memory_values = sections.pop("memory")
+    memory_values.setdefault("kind", "dense")
+    memory = config_from_dict(memory_values)
+    built = {s: _build_section(s, _SECTIONS[s], v) for s, v in sections.items()}
+    try:
+        return TrialConfig(
+            data=DataConfig(**built["data"]),
+            model=ModelConfig(**built["model"], memory=memory),
+            train=TrainConfig(**built["train"]),
+        )
+    except TypeError as exc:
+        raise ConfigError(f"config: {exc}") from None
+
+
+def trial_config_from_dict(d: Mapping[str, Any]) -> TrialConfig:
+    """Inverse of :meth:`TrialConfig.to_dict`."""
+    flat = {f"{section}.{k}": v for section, values in d.items() for k, v in values.items()}
+    return trial_config_from_flat(flat)

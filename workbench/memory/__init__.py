@@ -1,0 +1,23 @@
+"""Memory layers for the FFN slot, one file each, all in one registry.
+
+Adding a layer: write ``workbench/memory/<name>.py`` with a registered Config and a module,
+then import it below. The conformance suite (tests/test_memory_conformance.py) covers it
+with no test edits.
+"""
+
+from workbench.memory import dense, switch  # noqa: F401  (explicit imports fill the registry)
+from workbench.memory.base import ForwardContext, LayerContext, LayerCost, MemoryConfig, MemoryLayer
+from workbench.memory.registry import config_from_dict, get, knobs, names, register
+
+__all__ = [
+    "ForwardContext",
+    "LayerContext",
+    "LayerCost",
+    "MemoryConfig",
+    "MemoryLayer",
+    "config_from_dict",
+    "get",
+    "knobs",
+    "names",
+    "register",
+]

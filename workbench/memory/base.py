@@ -1,0 +1,141 @@
+"""The contract every memory layer implements: its config, its module, and its analytic cost.
+
+In the unified view (DESIGN.md A) an FFN slot holds a memory of cells grouped into blocks of
+size ``g``; a selection method reads ``k`` blocks per token. Each layer file defines
+
+* a frozen, keyword-only ``Config`` dataclass (subclass of :class:`MemoryConfig`) whose
+  fields are the layer's knobs, with ``validate``, ``cost`` and ``build``;
+* the ``nn.Module`` (subclass of :class:`MemoryLayer`) returning ``(y, aux_loss)``.
+
+Shape legend: B batch, T sequence, D model width, E blocks (experts), G block size (cells
+per block), K blocks read per token, N tokens (B*T), V vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from workbench.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerContext:
+    """What a memory layer may know about the model around it."""
+
+    d_model: int
+    vocab_size: int
+    seq_len: int
+    layer_index: int = 0
+    n_layers: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerCost:
+    """Analytic cost of one memory layer, per token, forward pass.
+
+    ``flops_per_token`` counts 2 FLOPs per multiply-add of the matmuls (selector included);
+    element-wise work (activations, softmax, norms) is not counted, by the usual convention.
+    """
+
+    params_total: int
+    params_active: int
+    flops_per_token: int
+
+
+@dataclass(frozen=True)
+class ForwardContext:
+    """Per-batch side information some selection methods read (hash layers read token ids)."""
+
+    token_ids_BT: torch.Tensor | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryConfig:
+    """Base of every memory layer config. ``kind`` is the registry name of the layer."""
+
+    kind: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    active_per_token: ClassVar[str] = ""
+
+    def validate(self, ctx: LayerContext) -> None:
+        """Raise :class:`ConfigError` naming the field and the fix when the knobs are inconsistent."""
+
+    def cost(self, ctx: LayerContext) -> LayerCost:
+        raise NotImplementedError
+
+    def build(self, ctx: LayerContext) -> MemoryLayer:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def require(condition: bool, field: str, message: str) -> None:
+    """Raise a :class:`ConfigError` for ``memory.<field>`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(f"memory.{field}: {message}")
+
+
+class MemoryLayer(nn.Module):
+    """A memory layer in an FFN slot: ``forward(x_BTD, ctx) -> (y_BTD, aux_loss)``.
+
+    Layers that route tokens to blocks count per-block load in buffers (``load_E``) that the
+    trainer reads and resets outside the forward pass, so no host synchronisation is needed
+    inside a step.
+    """
+
+    n_blocks: int = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def init_routing_counters(self, n_blocks: int) -> None:
+        self.n_blocks = n_blocks
+        self.register_buffer("load_E", torch.zeros(n_blocks, dtype=torch.float64), persistent=False)
+        self.register_buffer("dropped", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.register_buffer("routed", torch.zeros((), dtype=torch.float64), persistent=False)
+
+    @torch.no_grad()
+    def count_routing(
+        self, block_ids: torch.Tensor, n_tokens: int, n_dropped: torch.Tensor | None = None
+    ) -> None:
+        """Accumulate the blocks read by ``n_tokens`` tokens (``block_ids`` of any shape)."""
+        if not hasattr(self, "load_E"):
+            return
+        self.load_E += torch.bincount(block_ids.reshape(-1), minlength=self.n_blocks).to(torch.float64)
+        self.routed += n_tokens
+        if n_dropped is not None:
+            self.dropped += n_dropped.to(torch.float64)
+
+    def routing_stats(self) -> dict[str, Any] | None:
+        """Load per block (fraction of reads), load entropy, dropped and unused fractions."""
+        if not hasattr(self, "load_E") or float(self.routed) == 0:
+            return None
+        load = self.load_E / self.load_E.sum().clamp_min(1)
+        nz = load[load > 0]
+        entropy = float(-(nz * nz.log()).sum())
+        return {
+            "n_blocks": self.n_blocks,
+            "load": [float(v) for v in load],
+            "load_entropy": entropy,
+            "load_entropy_max": float(torch.log(torch.tensor(float(self.n_blocks)))),
+            "dropped_frac": float(self.dropped / self.routed),
+            "unused_frac": float((self.load_E == 0).sum()) / self.n_blocks,
+        }
+
+    def reset_routing(self) -> None:
+        if hasattr(self, "load_E"):
+            self.load_E.zero_()
+            self.dropped.zero_()
+            self.routed.zero_()
