@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +93,9 @@ def memory_layers(placement: str, n_layers: int) -> list[bool]:
     return [i in idx for i in range(n_layers)]
 
 
-def layer_configs(cfg: ModelConfig, vocab_size: int) -> list[tuple[MemoryConfig, LayerContext]]:
+def layer_configs(
+    cfg: ModelConfig, vocab_size: int, token_counts: Any = None
+) -> list[tuple[MemoryConfig, LayerContext]]:
     """The memory config and context of every layer's FFN slot, validated."""
     if cfg.d_model % cfg.n_heads:
         raise ConfigError(f"model.n_heads: {cfg.n_heads} does not divide model.d_model={cfg.d_model}")
@@ -153,13 +156,16 @@ def model_cost(cfg: ModelConfig, vocab_size: int) -> ModelCost:
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
+    def __init__(self, cfg: ModelConfig, vocab_size: int, token_counts: Any = None) -> None:
         super().__init__()
         self.cfg, self.vocab_size = cfg, vocab_size
         self.wte = nn.Embedding(vocab_size, cfg.d_model)
         self.wpe = nn.Embedding(cfg.seq_len, cfg.d_model)
         self.blocks = nn.ModuleList(
-            [Block(cfg.d_model, cfg.n_heads, lc.build(ctx)) for lc, ctx in layer_configs(cfg, vocab_size)]
+            [
+                Block(cfg.d_model, cfg.n_heads, lc.build(ctx))
+                for lc, ctx in layer_configs(cfg, vocab_size, token_counts)
+            ]
         )
         self.ln_f = nn.LayerNorm(cfg.d_model, bias=False)
         self.apply(self._init_weights)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -27,13 +27,18 @@ from workbench.errors import ConfigError
 
 @dataclass(frozen=True, kw_only=True)
 class LayerContext:
-    """What a memory layer may know about the model around it."""
+    """What a memory layer may know about the model around it.
+
+    ``token_counts`` (length-V array of training-set token frequencies, or None) lets
+    frequency-aware layers (balanced hash) be built from the corpus; it never enters a hash.
+    """
 
     d_model: int
     vocab_size: int
     seq_len: int
     layer_index: int = 0
     n_layers: int = 1
+    token_counts: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
