@@ -67,6 +67,7 @@ class TrainConfig:
     eval_tokens: int = 32_768
     dtype: str = "auto"
     compile: bool = False
+    seed: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

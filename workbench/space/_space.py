@@ -1,0 +1,377 @@
+"""The search space: parameters, constraints, objectives and budget, compiled to optuna.
+
+A space is declared in a Python file (``spaces/*.py``) as a module-level ``space = Space(...)``.
+It validates itself when built, samples through optuna's define-by-run API (conditional
+parameters are only suggested when their condition holds), enumerates a grid, round-trips to
+JSON (stored with the study) and turns every sample into a typed :class:`TrialConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from workbench.config import DataConfig, ModelConfig, TrainConfig, TrialConfig, trial_config_from_flat
+from workbench.errors import ConfigError, SpaceError
+from workbench.space import _expr
+from workbench.space._params import (
+    Budget,
+    Categorical,
+    Constraint,
+    Derived,
+    Fixed,
+    Float,
+    Int,
+    Objective,
+    Param,
+    param_from_json,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+COST_NAMES = (
+    "cost.flops_per_token",
+    "cost.params_total",
+    "cost.params_active",
+    "cost.memory_params_total",
+    "cost.memory_flops_per_token",
+)
+_SECTION_FIELDS = {
+    "data": {f.name for f in dataclasses.fields(DataConfig)},
+    "model": {f.name for f in dataclasses.fields(ModelConfig) if f.name != "memory"},
+    "train": {f.name for f in dataclasses.fields(TrainConfig)},
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled design: its flat values, its typed config, and whether it is feasible."""
+
+    values: dict[str, Any]
+    config: TrialConfig | None
+    infeasible_reason: str | None = None
+
+    @property
+    def feasible(self) -> bool:
+        return self.infeasible_reason is None
+
+
+class Space:
+    """A declarative search space over workbench trial configs.
+
+    ``params`` maps dotted names (``model.d_model``, ``memory.kind``, ``train.lr``) to a
+    :class:`Categorical`, :class:`Int`, :class:`Float`, :class:`Fixed`, :class:`Derived`, or a
+    plain value (fixed). Order matters: a conditional parameter's parent and a derived value's
+    inputs must come before it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        params: Mapping[str, Param | Any],
+        *,
+        constraints: Sequence[Constraint | str] = (),
+        objectives: Sequence[Objective | tuple[str, str] | str] = (
+            Objective("val_ppl", "minimize"),
+            Objective("flops_per_token", "minimize"),
+        ),
+        budget: Budget | None = None,
+        trials: int = 20,
+        description: str = "",
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise SpaceError("Space name must be a non-empty string")
+        self.name = name
+        self.description = description
+        self.params: dict[str, Param] = {
+            str(k): v if isinstance(v, Param) else Fixed(v) for k, v in params.items()
+        }
+        self.constraints = tuple(Constraint(c) if isinstance(c, str) else c for c in constraints)
+        self.objectives = tuple(_as_objective(o) for o in objectives)
+        self.budget = budget or Budget()
+        if trials < 1:
+            raise SpaceError(f"space {name!r}: trials must be >= 1, got {trials}")
+        self.trials = trials
+        self._validate()
+
+    # ----------------------------------------------------------------- validation
+    def _validate(self) -> None:
+        from workbench import memory
+
+        if not self.objectives:
+            raise SpaceError(f"space {self.name!r}: declare at least one objective")
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise SpaceError(f"space {self.name!r}: objective listed twice in {metrics}")
+        seen: list[str] = []
+        for name, param in self.params.items():
+            self._check_name(name)
+            param.check(name)
+            for parent, allowed in param.when.items():
+                if parent not in seen:
+                    raise SpaceError(
+                        f"parameter {name!r}: condition on {parent!r}, which is not declared before it; "
+                        "declare the parent first"
+                    )
+                possible = self._possible_values(parent)
+                if possible is not None:
+                    impossible = [a for a in allowed if a not in possible]
+                    if impossible:
+                        raise SpaceError(
+                            f"parameter {name!r}: condition {parent}={impossible[0]!r} can never hold; "
+                            f"{parent} takes {possible}"
+                        )
+            if isinstance(param, Derived):
+                self._check_expr(f"parameter {name!r}", param.expr, allowed=set(seen))
+            seen.append(name)
+        kinds = self._possible_values("memory.kind")
+        for kind in kinds or ["dense"]:
+            try:
+                memory.get(str(kind))
+            except ConfigError as exc:
+                raise SpaceError(f"parameter 'memory.kind': {exc}".replace("memory.kind: ", "")) from None
+        for name, param in self.params.items():
+            if name.startswith("memory.") and name != "memory.kind":
+                self._check_memory_knob(name, param, kinds or ["dense"])
+        for c in self.constraints:
+            self._check_expr(f"constraint {c.label()!r}", c.expr, allowed=set(self.params) | set(COST_NAMES))
+
+    def _check_name(self, name: str) -> None:
+        section, _, field = name.partition(".")
+        if section == "memory" and field:
+            return
+        if section not in _SECTION_FIELDS or not field:
+            raise SpaceError(
+                f"parameter {name!r}: names are '<section>.<field>' with section data, model, memory or train"
+            )
+        if field not in _SECTION_FIELDS[section]:
+            close = difflib.get_close_matches(field, _SECTION_FIELDS[section], n=1)
+            hint = f" (did you mean '{section}.{close[0]}'?)" if close else ""
+            raise SpaceError(
+                f"parameter {name!r}: {section} has no field {field!r}{hint}; "
+                f"valid: {', '.join(sorted(_SECTION_FIELDS[section]))}"
+            )
+
+    def _check_memory_knob(self, name: str, param: Param, kinds: list[Any]) -> None:
+        from workbench import memory
+
+        knob = name.split(".", 1)[1]
+        applicable = list(param.when.get("memory.kind", kinds))
+        lacking = [k for k in applicable if knob not in memory.knobs(str(k))]
+        if lacking:
+            hint = (
+                f"; make it conditional with when={{'memory.kind': {[k for k in applicable if k not in lacking]}}}"
+                if len(lacking) < len(applicable)
+                else ""
+            )
+            raise SpaceError(
+                f"parameter {name!r}: memory layer {lacking[0]!r} has no knob {knob!r} "
+                f"(its knobs: {', '.join(memory.knobs(str(lacking[0]))) or 'none'}){hint}"
+            )
+
+    def _check_expr(self, what: str, expr: str, allowed: set[str]) -> None:
+        try:
+            used = _expr.names(expr)
+        except _expr.ExprError as exc:
+            raise SpaceError(f"{what}: {exc}") from None
+        for n in used:
+            if n not in allowed:
+                close = difflib.get_close_matches(n, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise SpaceError(
+                    f"{what}: unknown name {n!r}{hint}; it must be a parameter declared before it"
+                )
+
+    def _possible_values(self, name: str) -> list[Any] | None:
+        param = self.params.get(name)
+        if isinstance(param, Categorical):
+            return list(param.choices)
+        if isinstance(param, Fixed):
+            return [param.value]
+        return None
+
+    # ----------------------------------------------------------------- sampling
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Sample one point through optuna's define-by-run calls (derived values included)."""
+        values: dict[str, Any] = {}
+        inactive: set[str] = set()
+        for name, param in self.params.items():
+            if not _condition_holds(param, values):
+                inactive.add(name)
+                continue
+            if isinstance(param, Categorical):
+                values[name] = trial.suggest_categorical(name, list(param.choices))
+            elif isinstance(param, Int):
+                values[name] = trial.suggest_int(
+                    name, int(param.low), int(param.high), step=int(param.step or 1), log=param.log
+                )
+            elif isinstance(param, Float):
+                values[name] = trial.suggest_float(
+                    name, param.low, param.high, step=param.step, log=param.log
+                )
+            elif isinstance(param, Fixed):
+                values[name] = param.value
+            elif isinstance(param, Derived):
+                values[name] = self._derive(name, param, values, inactive)
+        return values
+
+    def _derive(self, name: str, param: Derived, values: dict[str, Any], inactive: set[str]) -> Any:
+        try:
+            return _expr.evaluate(param.expr, values, frozenset(inactive))
+        except _expr.ExprError as exc:
+            raise ConfigError(f"{name}: derived value {param.expr!r} failed: {exc}") from None
+
+    def resolve(self, values: Mapping[str, Any]) -> Sample:
+        """Turn sampled values into a typed config and check the constraints (no training)."""
+        from workbench.model import model_cost
+
+        flat = {"train.tokens": self.budget.tokens, "train.seconds": self.budget.seconds, **values}
+        config = trial_config_from_flat(flat)
+        cost = dataclasses.asdict(model_cost(config.model, _vocab_size_hint(config)))
+        scope = {**values, **{f"cost.{k}": v for k, v in cost.items()}}
+        inactive = frozenset(n for n in self.params if n not in values)
+        for c in self.constraints:
+            try:
+                ok = _expr.evaluate(c.expr, scope, inactive)
+            except _expr.InactiveName as exc:
+                raise ConfigError(
+                    f"constraint {c.label()!r}: {exc}; guard it, e.g. \"memory.kind != 'switch' or ...\""
+                ) from None
+            except _expr.ExprError as exc:
+                raise ConfigError(f"constraint {c.label()!r}: {exc}") from None
+            if not ok:
+                return Sample(dict(values), config, f"constraint violated: {c.label()}")
+        return Sample(dict(values), config)
+
+    def sample(self, trial: optuna.Trial) -> Sample:
+        return self.resolve(self.suggest(trial))
+
+    # ----------------------------------------------------------------- grid
+    def grid(self, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Every combination of the sampled parameters' grid values (conditionals respected)."""
+        points: list[dict[str, Any]] = [{}]
+        for name, param in self.params.items():
+            if isinstance(param, Derived | Fixed):
+                continue
+            grown = []
+            for point in points:
+                full = self._with_fixed(point)
+                if not _condition_holds(param, full):
+                    grown.append(point)
+                    continue
+                grown.extend({**point, name: v} for v in param.grid_values(name))
+            points = grown
+            if len(points) > limit:
+                raise SpaceError(
+                    f"space {self.name!r}: grid exceeds {limit} points; narrow it or use a sampler"
+                )
+        return points
+
+    def _with_fixed(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        full = dict(point)
+        for name, param in self.params.items():
+            if isinstance(param, Fixed) and name not in full and _condition_holds(param, full):
+                full[name] = param.value
+        return full
+
+    def iter_grid_samples(self) -> Iterator[Sample]:
+        """Grid points resolved into configs (derived values and constraints applied)."""
+        for point in self.grid():
+            values: dict[str, Any] = {}
+            inactive: set[str] = set()
+            for name, param in self.params.items():
+                if not _condition_holds(param, values):
+                    inactive.add(name)
+                elif isinstance(param, Fixed):
+                    values[name] = param.value
+                elif isinstance(param, Derived):
+                    values[name] = self._derive(name, param, values, inactive)
+                else:
+                    values[name] = point[name]
+            yield self.resolve(values)
+
+    # ----------------------------------------------------------------- overrides and JSON
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Space:
+        """A copy with some parameters fixed (``workbench run --set name=value``)."""
+        params = dict(self.params)
+        for name, value in overrides.items():
+            when = params[name].when if name in params else {}
+            params[name] = Fixed(value, when=when)
+        budget = self.budget
+        if "train.tokens" in overrides and "train.tokens" not in self.params:
+            budget = Budget(tokens=int(overrides["train.tokens"]), seconds=budget.seconds)
+        if "train.seconds" in overrides and "train.seconds" not in self.params:
+            budget = Budget(tokens=budget.tokens, seconds=float(overrides["train.seconds"]))
+        return Space(
+            self.name,
+            params,
+            constraints=self.constraints,
+            objectives=self.objectives,
+            budget=budget,
+            trials=self.trials,
+            description=self.description,
+        )
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "name": self.name,
+            "description": self.description,
+            "params": {n: p.to_json() for n, p in self.params.items()},
+            "constraints": [c.to_json() for c in self.constraints],
+            "objectives": [o.to_json() for o in self.objectives],
+            "budget": self.budget.to_json(),
+            "trials": self.trials,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | str) -> Space:
+        data = json.loads(d) if isinstance(d, str) else d
+        return cls(
+            data["name"],
+            {n: param_from_json(p) for n, p in data["params"].items()},
+            constraints=[Constraint(c["expr"], c.get("name", "")) for c in data["constraints"]],
+            objectives=[Objective(o["name"], o["direction"]) for o in data["objectives"]],
+            budget=Budget(**data["budget"]),
+            trials=data.get("trials", 20),
+            description=data.get("description", ""),
+        )
+
+    def space_hash(self) -> str:
+        blob = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"Space({self.name!r}, {len(self.params)} params, {len(self.constraints)} constraints)"
+
+
+def _condition_holds(param: Param, values: Mapping[str, Any]) -> bool:
+    return all(parent in values and values[parent] in allowed for parent, allowed in param.when.items())
+
+
+def _as_objective(o: Objective | tuple[str, str] | str) -> Objective:
+    if isinstance(o, Objective):
+        return o
+    if isinstance(o, str):
+        return Objective(o)
+    return Objective(*o)
+
+
+def _vocab_size_hint(config: TrialConfig) -> int:
+    """Vocabulary size known before any data is prepared (byte: 256; bpe: as configured)."""
+    return 256 if config.data.tokenizer == "byte" else config.data.vocab_size
+
+
+def count_grid(space: Space) -> int:
+    return sum(1 for _ in itertools.islice(space.grid(), None))
