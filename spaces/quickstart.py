@@ -4,7 +4,7 @@ Small enough for a 2-core CPU: each trial trains a 2-layer, 64/96-wide GPT on 16
 (about 20-40 s). Run it with ``workbench run spaces/quickstart.py``.
 """
 
-from workbench.space import Budget, Categorical, Constraint, Derived, Float, Int, Objective, Space
+from workbench.space import Budget, Categorical, Constraint, Derived, Float, Objective, Space
 
 space = Space(
     "quickstart",
