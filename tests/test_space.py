@@ -1,0 +1,175 @@
+"""The search-space DSL: sampling, conditionals, derived values, constraints, grid, JSON, errors."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from workbench.errors import ConfigError, SpaceError
+from workbench.space import Budget, Categorical, Constraint, Derived, Fixed, Float, Int, Objective, Space, load_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def moe_space(**kw) -> Space:
+    return Space(
+        "moe",
+        {
+            "model.d_model": Categorical([32, 64]),
+            "memory.kind": Categorical(["dense", "switch"]),
+            "memory.n_experts": Int(2, 16, log=True, when={"memory.kind": "switch"}),
+            "memory.expert_width": Derived("2 * model.d_model", when={"memory.kind": "switch"}),
+            "train.lr": Float(1e-4, 1e-2, log=True),
+            "train.batch_size": 8,
+        },
+        **kw,
+    )
+
+
+def sample_many(space: Space, n: int = 40) -> list:
+    study = optuna.create_study(directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=1))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        out.append(space.sample(trial))
+        study.tell(trial, [1.0] * len(space.directions))
+    return out
+
+
+def test_conditional_parameters_are_sampled_only_when_their_condition_holds() -> None:
+    samples = sample_many(moe_space())
+    kinds = {s.values["memory.kind"] for s in samples}
+    assert kinds == {"dense", "switch"}
+    for s in samples:
+        has_experts = "memory.n_experts" in s.values
+        assert has_experts == (s.values["memory.kind"] == "switch")
+        if has_experts:
+            assert 2 <= s.values["memory.n_experts"] <= 16
+            assert s.values["memory.expert_width"] == 2 * s.values["model.d_model"]
+            assert s.config.model.memory.n_experts == s.values["memory.n_experts"]
+
+
+def test_sampled_values_respect_bounds_and_types() -> None:
+    for s in sample_many(moe_space()):
+        assert 1e-4 <= s.values["train.lr"] <= 1e-2
+        assert s.values["train.batch_size"] == 8
+        assert s.config.train.lr == s.values["train.lr"]
+
+
+def test_constraint_marks_samples_infeasible_with_its_name() -> None:
+    space = moe_space(constraints=[Constraint("cost.params_total < 150_000", name="small")])
+    samples = sample_many(space)
+    infeasible = [s for s in samples if not s.feasible]
+    feasible = [s for s in samples if s.feasible]
+    assert infeasible and feasible
+    assert all("small" in s.infeasible_reason for s in infeasible)
+
+
+def test_constraint_reading_an_inactive_parameter_asks_for_a_guard() -> None:
+    space = moe_space(constraints=["memory.n_experts <= 8"])
+    with pytest.raises(ConfigError, match="guard it"):
+        space.resolve({"model.d_model": 32, "memory.kind": "dense", "train.lr": 1e-3, "train.batch_size": 8})
+
+
+def test_guarded_constraint_evaluates_with_short_circuit() -> None:
+    space = moe_space(constraints=["memory.kind != 'switch' or memory.n_experts <= 4"])
+    assert space.resolve({"model.d_model": 32, "memory.kind": "dense", "train.lr": 1e-3}).feasible
+    values = {"model.d_model": 32, "memory.kind": "switch", "memory.n_experts": 8, "memory.expert_width": 64}
+    assert not space.resolve({**values, "train.lr": 1e-3}).feasible
+
+
+def test_grid_enumerates_conditionals() -> None:
+    space = Space(
+        "g",
+        {
+            "memory.kind": Categorical(["dense", "switch"]),
+            "memory.n_experts": Int(2, 8, log=True, when={"memory.kind": "switch"}),
+            "train.lr": Float(1e-3, 1e-2, grid=[1e-3, 1e-2]),
+        },
+    )
+    points = space.grid()
+    # dense: 2 lrs; switch: {2,4,8} x 2 lrs.
+    assert len(points) == 2 + 3 * 2
+    assert all(("memory.n_experts" in p) == (p["memory.kind"] == "switch") for p in points)
+    assert len({json.dumps(p, sort_keys=True) for p in points}) == len(points)
+
+
+def test_json_round_trip_preserves_the_space_and_its_hash() -> None:
+    space = moe_space(constraints=[Constraint("cost.flops_per_token < 1e9", name="cap")], budget=Budget(tokens=1234))
+    restored = Space.from_json(json.loads(json.dumps(space.to_json())))
+    assert restored.to_json() == space.to_json()
+    assert restored.space_hash() == space.space_hash()
+
+
+def test_config_hash_is_stable_and_distinguishes_configs() -> None:
+    space = moe_space()
+    a = space.resolve({"model.d_model": 32, "memory.kind": "dense", "train.lr": 1e-3})
+    b = space.resolve({"model.d_model": 32, "memory.kind": "dense", "train.lr": 1e-3})
+    c = space.resolve({"model.d_model": 64, "memory.kind": "dense", "train.lr": 1e-3})
+    assert a.config.config_hash() == b.config.config_hash() != c.config.config_hash()
+    assert len(a.config.config_hash()) == 16
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"memory.kind": Categorical([])}, "'memory.kind': Categorical has no choices"),
+        ({"train.lr": Float(1e-2, 1e-4)}, r"'train.lr': Float low \(0.01\) > high \(0.0001\); swap them"),
+        ({"model.d_model": Int(64, 32)}, r"'model.d_model': Int low \(64\) > high \(32\)"),
+        ({"memory.kind": Categorical(["dense", "swtich"])}, "unknown memory layer 'swtich' .*did you mean 'switch'"),
+        ({"memory.kind": "nope"}, "unknown memory layer 'nope'"),
+        ({"model.d_modle": 3}, "did you mean 'model.d_model'"),
+        ({"lr": 3}, "names are '<section>.<field>'"),
+        ({"train.lr": Float(0, 1, log=True)}, "log scale needs low > 0"),
+        ({"memory.n_experts": Int(2, 4, when={"memory.kind": "switch"})}, "condition on 'memory.kind', which is not declared before it"),
+        (
+            {"memory.kind": Categorical(["dense"]), "memory.n_experts": Int(2, 4, when={"memory.kind": "switch"})},
+            "can never hold",
+        ),
+        ({"memory.kind": "dense", "memory.n_experts": 4}, "memory layer 'dense' has no knob 'n_experts'"),
+        ({"model.d_model": Derived("2 * model.d_ff")}, "unknown name 'model.d_ff'"),
+        ({"model.d_model": Derived("__import__('os')")}, "may be called"),
+    ],
+)
+def test_definition_errors_name_the_parameter_and_the_fix(params: dict, message: str) -> None:
+    with pytest.raises(SpaceError, match=message):
+        Space("bad", params)
+
+
+def test_unknown_objective_and_constraint_names_are_rejected() -> None:
+    with pytest.raises(SpaceError, match="unknown metric"):
+        Space("bad", {}, objectives=[Objective("accuracy")])
+    with pytest.raises(SpaceError, match="unknown name 'cost.flops'"):
+        Space("bad", {"train.lr": 1e-3}, constraints=["cost.flops < 3"])
+
+
+def test_overrides_fix_parameters_and_budget() -> None:
+    space = moe_space().with_overrides({"model.d_model": 64, "train.tokens": 999})
+    assert space.params["model.d_model"] == Fixed(64)
+    assert space.resolve({"model.d_model": 64, "memory.kind": "dense", "train.lr": 1e-3}).config.train.tokens == 999
+
+
+def test_load_space_reports_file_errors_in_one_line(tmp_path) -> None:
+    with pytest.raises(SpaceError, match="does not exist"):
+        load_space(tmp_path / "missing.py")
+    bad = tmp_path / "bad.py"
+    bad.write_text("from workbench.space import Space, Categorical\nspace = Space('x', {'memory.kind': Categorical([])})\n")
+    with pytest.raises(SpaceError, match=r"bad.py: parameter 'memory.kind'"):
+        load_space(bad)
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = 1\ny = 1 / 0\n")
+    with pytest.raises(SpaceError, match=r"broken.py:2: ZeroDivisionError"):
+        load_space(broken)
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    with pytest.raises(SpaceError, match="defines no `space = Space"):
+        load_space(empty)
+
+
+def test_shipped_spaces_load() -> None:
+    from pathlib import Path
+
+    for path in sorted(Path("spaces").glob("*.py")):
+        assert load_space(path).name

@@ -1,0 +1,275 @@
+"""The ``workbench`` command line. Heavy imports happen inside the commands, so --help is fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from workbench.errors import WorkbenchError
+
+app = typer.Typer(
+    name="workbench",
+    help=(
+        "Sparse Memory Workbench: search, train and compare sparse neural memory layers "
+        "(MoE, hash, BASE, PKM, Avg-K, lookup tables, AltUp) by perplexity against compute.\n\n"
+        "Typical use: `workbench run spaces/quickstart.py`, then `workbench sql`, "
+        "`workbench pareto` or `workbench app` on the DuckDB store."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+STORE_HELP = "DuckDB store file."
+DEFAULT_STORE = "store/workbench.duckdb"
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise WorkbenchError(f"--set {text!r}: expected NAME=VALUE, e.g. --set train.tokens=50000")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.strip(), value
+
+
+@app.command()
+def run(
+    space_file: Annotated[
+        str, typer.Argument(help="Python file defining `space = Space(...)`, e.g. spaces/quickstart.py.")
+    ],
+    trials: Annotated[
+        int | None, typer.Option(help="Target number of finished trials (default: the space's `trials`).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting new trials after this many seconds.")
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="Optuna study name (default: the space's name).")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage: a .journal path or an RDB URL (default: a journal next to the store)."
+        ),
+    ] = None,
+    store: Annotated[str, typer.Option(help=STORE_HELP)] = DEFAULT_STORE,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
+    sampler: Annotated[
+        str, typer.Option(help="tpe, nsga2, random, qmc, or grid (enumerates the space).")
+    ] = "tpe",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Fix a parameter, e.g. --set train.tokens=50000 (repeatable)."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run (or resume) the study of a search space and store every trial in DuckDB.
+
+    Re-running the same command resumes the study until it has --trials finished trials.
+    A trial that crashes is recorded as failed with its reason; Ctrl-C stops cleanly.
+    At the end the Pareto front (perplexity against active FLOPs per token) is printed.
+    """
+    from workbench.space import load_space
+    from workbench.study import SAMPLERS, StudyOptions, apply_overrides, resolve_device, run_study
+
+    if sampler not in SAMPLERS:
+        raise WorkbenchError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
+    resolve_device(device)
+    space = load_space(space_file)
+    overrides = dict(_parse_override(s) for s in set_ or [])
+    space = apply_overrides(space, overrides, seed)
+    opts = StudyOptions(
+        trials=trials,
+        timeout=timeout,
+        study_name=study_name,
+        storage=storage,
+        store=store,
+        device=device,
+        seed=seed,
+        sampler=sampler,
+        progress=progress,
+    )
+    outcome = run_study(space, opts)
+    _print_front(store, outcome.study_name)
+    if outcome.interrupted:
+        typer.echo("interrupted: every finished trial is stored; re-run the same command to resume", err=True)
+        raise typer.Exit(130)
+
+
+@app.command()
+def ingest(
+    store: Annotated[str, typer.Option(help=STORE_HELP)] = DEFAULT_STORE,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage (default: the journal next to the store).")
+    ] = None,
+    study_name: Annotated[list[str] | None, typer.Option(help="Only these studies (repeatable).")] = None,
+) -> None:
+    """Re-sync the DuckDB store from the optuna storage (idempotent)."""
+    from workbench.ingest import ingest_storage
+    from workbench.store import Store
+    from workbench.study import default_storage
+
+    url = storage or default_storage(store, "")
+    reports = ingest_storage(Store.open(store), url, study_name)
+    for r in reports:
+        typer.echo(f"{r.study_name}: {r.n_trials} trials")
+
+
+@app.command()
+def sql(
+    query: Annotated[
+        str, typer.Argument(help='SQL, e.g. "SELECT memory_kind, min(val_ppl) FROM trials GROUP BY 1".')
+    ],
+    store: Annotated[str, typer.Option(help=STORE_HELP)] = DEFAULT_STORE,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Run a read-only SQL query on the store and print the result."""
+    from workbench.store import Store
+
+    frame = Store.open(store, read_only=True).sql(query)
+    if fmt == "csv":
+        typer.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        typer.echo(frame.to_json(orient="records"))
+    elif fmt == "table":
+        _print_frame(frame)
+    else:
+        raise WorkbenchError(f"--format {fmt!r}: expected table, csv or json")
+
+
+@app.command()
+def pareto(
+    study_name: Annotated[str, typer.Argument(help="Study name.")],
+    store: Annotated[str, typer.Option(help=STORE_HELP)] = DEFAULT_STORE,
+    x: Annotated[
+        str, typer.Option(help="Compute axis: flops_per_token, params_total, params_active, ...")
+    ] = "flops_per_token",
+) -> None:
+    """Print a study's Pareto front: validation perplexity against a compute axis."""
+    _print_front(store, study_name, x)
+
+
+@app.command()
+def layers() -> None:
+    """List the registered memory layers with their paper, knobs and what is active per token."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from workbench import memory
+
+    table = Table("layer", "paper", "knobs (defaults)", "active per token", show_lines=True)
+    for name in memory.names():
+        cls = memory.get(name)
+        knobs = ", ".join(f"{k}={v!r}" for k, v in memory.knobs(name).items())
+        table.add_row(name, cls.paper, knobs, cls.active_per_token)
+    Console().print(table)
+
+
+@app.command()
+def show(space_file: Annotated[str, typer.Argument(help="Space file to describe.")]) -> None:
+    """Describe a search space: parameters, conditions, constraints, objectives, budget."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from workbench.space import load_space
+
+    space = load_space(space_file)
+    table = Table("parameter", "definition", "when", title=f"space {space.name!r} ({space.space_hash()})")
+    for name, p in space.params.items():
+        spec = p.to_json()
+        when = spec.pop("when") or ""
+        spec.pop("type", None)
+        table.add_row(
+            name,
+            f"{type(p).__name__} {json.dumps({k: v for k, v in spec.items() if v is not None})}",
+            str(when),
+        )
+    console = Console()
+    console.print(table)
+    for c in space.constraints:
+        console.print(f"constraint: {c.label()}  [{c.expr}]")
+    console.print(f"objectives: {', '.join(f'{o.direction} {o.metric}' for o in space.objectives)}")
+    console.print(
+        f"budget: {space.budget.tokens} tokens, {space.budget.seconds or 'no'} seconds; trials: {space.trials}"
+    )
+
+
+@app.command()
+def data(
+    corpus: Annotated[
+        str, typer.Option(help="kjv, a .txt file, a folder of .txt files, or a .bin of uint16 ids.")
+    ] = "kjv",
+    tokenizer: Annotated[str, typer.Option(help="byte or bpe.")] = "bpe",
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size.")] = 2048,
+) -> None:
+    """Prepare (tokenize and cache) a corpus and print its statistics."""
+    from workbench.config import DataConfig
+    from workbench.data import prepare_tokens
+
+    tokens = prepare_tokens(
+        DataConfig(corpus=corpus, tokenizer=tokenizer, vocab_size=vocab_size),
+        progress=lambda m: typer.echo(m, err=True),
+    )
+    typer.echo(
+        f"corpus {tokens.corpus_id}: {len(tokens.train):,} train tokens, {len(tokens.val):,} validation tokens, "
+        f"vocabulary {tokens.vocab_size} ({tokens.tokenizer_name})"
+    )
+
+
+def _print_front(store: str, study_name: str, x: str = "flops_per_token") -> None:
+    from workbench.store import Store
+
+    front = Store.open(store, read_only=True).pareto(study_name, x=x, y="val_ppl")
+    cols = [
+        c
+        for c in [
+            "trial_number",
+            "memory_kind",
+            "val_ppl",
+            x,
+            "params_total",
+            "params_active",
+            "tokens_per_s",
+        ]
+        if c in front.columns
+    ]
+    if front.empty:
+        typer.echo(f"study {study_name!r}: no completed trials yet")
+        return
+    _print_frame(front[cols], title=f"Pareto front of {study_name!r}: val_ppl vs {x}")
+
+
+def _print_frame(frame: Any, title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*[str(c) for c in frame.columns], title=title)
+    for row in frame.itertuples(index=False):
+        table.add_row(*[_fmt(v) for v in row])
+    Console(width=200).print(table)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e6 else f"{v:.3e}"
+    return str(v)
+
+
+def main() -> None:
+    try:
+        app()
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
