@@ -1,0 +1,43 @@
+"""The data path: corpus text → tokenizer → cached uint16 token files → batches.
+
+Typical use::
+
+    data = prepare_tokens(cfg.data)             # cached after the first call
+    x_BT, y_BT = random_batch(data.train, 16, 128, generator, device)
+"""
+
+from workbench.data.batches import Batch, DeviceTokens, eval_batches, random_batch, window_starts
+from workbench.data.corpus import KJV, CorpusText, cache_root, kjv_text, load_text
+from workbench.data.tokenizer import (
+    MAX_VOCAB,
+    MIN_BPE_VOCAB,
+    TOKENIZERS,
+    BPETokenizer,
+    ByteTokenizer,
+    Tokenizer,
+    get_tokenizer,
+)
+from workbench.data.tokens import TokenData, prepare_tokens, split_chunks
+
+__all__ = [
+    "KJV",
+    "MAX_VOCAB",
+    "MIN_BPE_VOCAB",
+    "TOKENIZERS",
+    "BPETokenizer",
+    "Batch",
+    "ByteTokenizer",
+    "CorpusText",
+    "DeviceTokens",
+    "TokenData",
+    "Tokenizer",
+    "cache_root",
+    "eval_batches",
+    "get_tokenizer",
+    "kjv_text",
+    "load_text",
+    "prepare_tokens",
+    "random_batch",
+    "split_chunks",
+    "window_starts",
+]

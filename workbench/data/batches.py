@@ -1,0 +1,98 @@
+"""Batches of next-token windows: random for training, fixed for evaluation.
+
+Shape legend: B batch, T sequence length (``seq_len``), N tokens in an array.
+A window of ``T + 1`` tokens gives inputs ``x_BT = w[:-1]`` and targets ``y_BT = w[1:]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from workbench.errors import DataError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def window_starts(n_tokens: int, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
+    """``batch_size`` random window starts in ``[0, n_tokens - seq_len - 1]``, drawn from ``generator`` (CPU)."""
+    if n_tokens < seq_len + 1:
+        raise DataError(
+            f"model.seq_len: {seq_len} needs at least {seq_len + 1} tokens, but the split holds {n_tokens}; "
+            "give a shorter seq_len or a larger corpus"
+        )
+    return torch.randint(0, n_tokens - seq_len, (batch_size,), generator=generator)
+
+
+def random_batch(
+    tokens: np.ndarray,
+    batch_size: int,
+    seq_len: int,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> Batch:
+    """Random windows of ``tokens``: ``(x_BT, y_BT)`` int64 on ``device``, deterministic under ``generator``."""
+    starts_B = window_starts(len(tokens), batch_size, seq_len, generator).tolist()
+    w_BT1 = np.stack([tokens[s : s + seq_len + 1] for s in starts_B]).astype(np.int64)
+    return _to_device(torch.from_numpy(w_BT1), device)
+
+
+def eval_batches(
+    val: np.ndarray,
+    seq_len: int,
+    n_tokens: int,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+) -> list[Batch]:
+    """Fixed, non-overlapping windows from the start of ``val`` covering about ``n_tokens`` targets.
+
+    Takes ``ceil(n_tokens / seq_len)`` windows, or as many as ``val`` holds; the last batch may
+    be smaller than ``batch_size``.
+    """
+    available = (len(val) - 1) // seq_len
+    if available < 1:
+        raise DataError(
+            f"data.val_fraction: the validation split holds {len(val)} tokens, fewer than one window of "
+            f"{seq_len + 1}; raise data.val_fraction or lower model.seq_len"
+        )
+    if n_tokens < 1:
+        raise DataError(f"train.eval_tokens: {n_tokens} must be positive")
+    n_windows = min(available, -(-n_tokens // seq_len))
+    # Window i is val[i*T : (i+1)*T + 1]: neighbours share one token, so each target is scored once.
+    windows = np.lib.stride_tricks.sliding_window_view(val[: n_windows * seq_len + 1], seq_len + 1)[::seq_len]
+    w_WT1 = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64))
+    return [_to_device(w_WT1[i : i + batch_size], device) for i in range(0, n_windows, batch_size)]
+
+
+class DeviceTokens:
+    """A token array moved to ``device`` once; batches are sliced there, without host copies.
+
+    :meth:`random_batch` draws the same windows as :func:`random_batch` for the same generator
+    state: the starts are drawn on the CPU generator, then gathered on the device.
+    """
+
+    def __init__(self, tokens: np.ndarray, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        # int32 halves device memory against int64 and still indexes every uint16 id.
+        self.tokens_N = torch.from_numpy(np.asarray(tokens, dtype=np.int32)).to(self.device)
+
+    def __len__(self) -> int:
+        return self.tokens_N.numel()
+
+    def random_batch(self, batch_size: int, seq_len: int, generator: torch.Generator) -> Batch:
+        """``(x_BT, y_BT)`` int64 on the device, the windows :func:`random_batch` would draw."""
+        starts_B = window_starts(len(self), batch_size, seq_len, generator).to(self.device)
+        offsets_T1 = torch.arange(seq_len + 1, device=self.device)
+        return _split(self.tokens_N[starts_B[:, None] + offsets_T1].long())
+
+
+def _to_device(w_BT1: torch.Tensor, device: torch.device | str) -> Batch:
+    device = torch.device(device)
+    if device.type == "cuda":
+        w_BT1 = w_BT1.pin_memory().to(device, non_blocking=True)
+    return _split(w_BT1)
+
+
+def _split(w_BT1: torch.Tensor) -> Batch:
+    # Contiguous, so callers may .view() them (e.g. flattening targets for the loss).
+    return w_BT1[:, :-1].contiguous(), w_BT1[:, 1:].contiguous()
