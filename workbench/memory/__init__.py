@@ -5,7 +5,14 @@ then import it below. The conformance suite (tests/test_memory_conformance.py) c
 with no test edits.
 """
 
-from workbench.memory import dense, switch  # noqa: F401  (explicit imports fill the registry)
+from workbench.memory import (  # noqa: F401  (explicit imports fill the registry)
+    base_layer,
+    dense,
+    gshard,
+    hash_layer,
+    switch,
+    vanilla,
+)
 from workbench.memory.base import ForwardContext, LayerContext, LayerCost, MemoryConfig, MemoryLayer
 from workbench.memory.registry import config_from_dict, get, knobs, names, register
 

@@ -63,11 +63,21 @@ class ForwardContext:
 
 @dataclass(frozen=True, kw_only=True)
 class MemoryConfig:
-    """Base of every memory layer config. ``kind`` is the registry name of the layer."""
+    """Base of every memory layer config. ``kind`` is the registry name of the layer.
+
+    ``example(ctx)`` returns a small valid config for ``ctx``; the conformance suite builds
+    every registered layer from it. The default is ``cls()`` (the defaults); a layer whose
+    defaults do not fit a small context (say d_model=32) overrides it.
+    """
 
     kind: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     active_per_token: ClassVar[str] = ""
+
+    @classmethod
+    def example(cls, ctx: LayerContext) -> MemoryConfig:
+        """A small valid config for ``ctx`` (tests build every registered layer from it)."""
+        return cls()
 
     def validate(self, ctx: LayerContext) -> None:
         """Raise :class:`ConfigError` naming the field and the fix when the knobs are inconsistent."""
@@ -98,9 +108,15 @@ class MemoryLayer(nn.Module):
     Layers that route tokens to blocks count per-block load in buffers (``load_E``) that the
     trainer reads and resets outside the forward pass, so no host synchronisation is needed
     inside a step.
+
+    ``causal_in_training`` is False for a layer whose training-mode output at one position
+    depends on other positions of the batch (BASE layers solve an assignment over the whole
+    batch); such a layer must still be causal in eval mode, and the conformance suite checks
+    causality in eval mode only.
     """
 
     n_blocks: int = 1
+    causal_in_training: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,10 +131,16 @@ class MemoryLayer(nn.Module):
     def count_routing(
         self, block_ids: torch.Tensor, n_tokens: int, n_dropped: torch.Tensor | None = None
     ) -> None:
-        """Accumulate the blocks read by ``n_tokens`` tokens (``block_ids`` of any shape)."""
+        """Accumulate the blocks read by ``n_tokens`` reads (``block_ids`` of any shape).
+
+        A layer reading K blocks per token passes N*K reads, so ``dropped_frac`` is the fraction
+        of reads dropped. Negative ids (dropped reads) are skipped. ``index_add_`` rather than
+        ``bincount`` keeps this free of a host synchronisation on CUDA.
+        """
         if not hasattr(self, "load_E"):
             return
-        self.load_E += torch.bincount(block_ids.reshape(-1), minlength=self.n_blocks).to(torch.float64)
+        ids = block_ids.reshape(-1)
+        self.load_E.index_add_(0, ids.clamp_min(0), (ids >= 0).to(torch.float64))
         self.routed += n_tokens
         if n_dropped is not None:
             self.dropped += n_dropped.to(torch.float64)

@@ -1,16 +1,25 @@
 """A bank of E expert FFNs (memory blocks of G cells each) and token dispatch to them.
 
-Two implementations with the same numerics:
+Every expert-style layer (switch, gshard, base, hash) reads its blocks through this bank, so
+the fast paths apply to all of them. A token reads K blocks (``expert_NK``, -1 = the read was
+dropped) with weights ``weight_NK``; the bank returns ``sum_k weight_k * FFN_{e_k}(x)``. The
+K reads are dispatched as N*K rows (a token replicated K times) and combined by weight.
 
-* ``loop``: a Python loop over experts, indexing the tokens routed to each (the simple
-  reference most research code uses);
-* ``grouped``: tokens sorted by expert, one grouped matmul per projection
-  (``torch._grouped_mm`` where the build has it), no host synchronisation.
+Three implementations with the same numerics:
 
-fvcore sees the per-expert matmuls of ``loop`` (with the real token counts) but not a grouped
-matmul, which is why every layer reports its analytic FLOPs as the headline figure.
+* ``loop``: a Python loop over experts, indexing the rows routed to each (the simple
+  reference most research code uses; one host synchronisation per expert);
+* ``sorted``: rows sorted by expert into a zero-padded ``[E, C, D]`` buffer and one ``bmm``
+  per projection (portable; reads the largest load C back to the host to size the buffer);
+* ``grouped``: rows sorted by expert, one ``torch._grouped_mm`` per projection, no host
+  synchronisation. ``auto`` picks ``grouped`` on CUDA in bfloat16, else ``sorted``.
 
-Shapes: N tokens, D model width, E experts, G cells per expert.
+What fvcore sees: the per-expert matmuls of ``loop`` with their real row counts (so the count
+is exact), the padded ``bmm`` of ``sorted`` (padding included, so it over-counts), and nothing
+of ``grouped`` (no handle). This is why layers report their analytic FLOPs as the headline.
+
+Shapes: N tokens, K reads per token, M = N*K rows, D model width, E experts, G cells per
+expert, C rows per expert in the padded buffer.
 """
 
 from __future__ import annotations
@@ -20,6 +29,17 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from workbench.memory.base import require
+
+IMPLS = ("auto", "loop", "sorted", "grouped")
+
+
+def validate_bank(n_experts: int, expert_width: int, impl: str) -> None:
+    """The checks every expert-style config shares (knobs ``n_experts``, ``expert_width``, ``impl``)."""
+    require(n_experts >= 1, "n_experts", f"must be >= 1, got {n_experts}")
+    require(expert_width >= 0, "expert_width", f"must be >= 0 (0 means 4*d_model), got {expert_width}")
+    require(impl in IMPLS, "impl", f"must be one of {'|'.join(IMPLS)}, got {impl!r}")
 
 
 def _has_grouped_mm() -> bool:
@@ -36,8 +56,17 @@ class ExpertBank(nn.Module):
         nn.init.normal_(self.w2_EGD, std=1.0 / math.sqrt(width))
         self.impl = impl
 
-    def forward(self, x_ND: torch.Tensor, expert_N: torch.Tensor) -> torch.Tensor:
-        """Apply expert ``expert_N[i]`` to token ``x_ND[i]``; entries equal to -1 give zeros."""
+    def forward(
+        self, x_ND: torch.Tensor, expert_NK: torch.Tensor, weight_NK: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``sum_k weight_NK[i, k] * FFN_{expert_NK[i, k]}(x_ND[i])``; -1 entries read nothing.
+
+        ``expert_NK`` may be ``[N]`` (one read per token); ``weight_NK`` None means weight 1.
+        """
+        N = x_ND.shape[0]
+        expert_NK = expert_NK.reshape(N, -1)
+        if weight_NK is not None:
+            weight_NK = weight_NK.reshape(N, -1).to(x_ND.dtype)
         impl = self.impl
         if impl == "auto":
             impl = (
@@ -46,58 +75,72 @@ class ExpertBank(nn.Module):
                 else "sorted"
             )
         if impl == "loop":
-            return self._loop(x_ND, expert_N)
-        if impl == "grouped":
-            return self._sorted(x_ND, expert_N, grouped=True)
-        return self._sorted(x_ND, expert_N, grouped=False)
+            return self._loop(x_ND, expert_NK, weight_NK)
+        return self._sorted(x_ND, expert_NK, weight_NK, grouped=impl == "grouped")
 
-    def _loop(self, x_ND: torch.Tensor, expert_N: torch.Tensor) -> torch.Tensor:
+    def dense(self, x_ND: torch.Tensor) -> torch.Tensor:
+        """Every token reads every expert with weight 1 (shared experts): ``sum_e FFN_e(x)``.
+
+        A sum of E FFNs of G cells is one FFN of E*G cells, so this is two plain matmuls.
+        """
+        w1_DF = self.w1_EDG.permute(1, 0, 2).reshape(self.d_model, -1)
+        return F.gelu(x_ND @ w1_DF) @ self.w2_EGD.reshape(-1, self.d_model)
+
+    def _loop(
+        self, x_ND: torch.Tensor, expert_NK: torch.Tensor, weight_NK: torch.Tensor | None
+    ) -> torch.Tensor:
         y_ND = torch.zeros_like(x_ND)
         for e in range(self.n_experts):
-            idx = (expert_N == e).nonzero(as_tuple=True)[0]
-            if idx.numel() == 0:
+            tok, slot = (expert_NK == e).nonzero(as_tuple=True)
+            if tok.numel() == 0:
                 continue
-            h = F.gelu(x_ND[idx] @ self.w1_EDG[e])
-            y_ND[idx] = h @ self.w2_EGD[e]
+            out = F.gelu(x_ND[tok] @ self.w1_EDG[e]) @ self.w2_EGD[e]
+            if weight_NK is not None:
+                out = out * weight_NK[tok, slot].unsqueeze(1)
+            y_ND = y_ND.index_add(0, tok, out)
         return y_ND
 
-    def _sorted(self, x_ND: torch.Tensor, expert_N: torch.Tensor, grouped: bool) -> torch.Tensor:
-        # Dropped tokens (-1) sort to the front and are excluded by starting the offsets after them.
-        order_N = torch.argsort(expert_N, stable=True)
-        xs_ND = x_ND[order_N]
-        counts_E = torch.bincount(
-            expert_N.clamp_min(0), weights=(expert_N >= 0).to(x_ND.dtype), minlength=self.n_experts
-        )
-        counts_E = counts_E.to(torch.int32)
-        n_dropped = (expert_N < 0).sum().to(torch.int32)
-        ends_E = torch.cumsum(counts_E, 0, dtype=torch.int32) + n_dropped
+    def _sorted(
+        self, x_ND: torch.Tensor, expert_NK: torch.Tensor, weight_NK: torch.Tensor | None, grouped: bool
+    ) -> torch.Tensor:
+        N, K = expert_NK.shape
+        E = self.n_experts
+        e_M = expert_NK.reshape(-1)
+        valid_M = e_M >= 0
+        # Dropped rows get the key E so they sort after every expert's rows, outside every group.
+        order_M = torch.argsort(torch.where(valid_M, e_M, E), stable=True)
+        es_M = e_M[order_M]
+        xs_MD = x_ND[order_M // K]
+        counts_E = torch.zeros(E, dtype=torch.int64, device=x_ND.device)
+        counts_E.index_add_(0, e_M.clamp_min(0), valid_M.to(torch.int64))
+        ends_E = torch.cumsum(counts_E, 0)
         if grouped:
-            h = F.gelu(torch._grouped_mm(xs_ND, self.w1_EDG, offs=ends_E))
-            ys_ND = torch._grouped_mm(h, self.w2_EGD, offs=ends_E)
-            # Rows before the first offset (dropped tokens) are left undefined by the kernel.
-            keep = (torch.arange(xs_ND.shape[0], device=x_ND.device) >= n_dropped).unsqueeze(1)
-            ys_ND = torch.where(keep, ys_ND, torch.zeros_like(ys_ND))
+            offs_E = ends_E.to(torch.int32)
+            h = F.gelu(torch._grouped_mm(xs_MD, self.w1_EDG, offs=offs_E))
+            ys_MD = torch._grouped_mm(h, self.w2_EGD, offs=offs_E)
+            # Rows past the last offset (dropped reads) are left undefined by the kernel.
+            ys_MD = torch.where((es_M >= 0).unsqueeze(1), ys_MD, torch.zeros_like(ys_MD))
         else:
-            # Portable fallback: gather each token's expert weights by segment, batched per expert
-            # through one bmm over a padded [E, C, D] view (no host sync besides the padding size).
-            ys_ND = self._padded_bmm(xs_ND, expert_N[order_N])
-        y_ND = torch.empty_like(ys_ND)
-        y_ND[order_N] = ys_ND
-        return y_ND
+            ys_MD = self._padded_bmm(xs_MD, es_M, ends_E - counts_E, counts_E)
+        if weight_NK is not None:
+            ys_MD = ys_MD * weight_NK.reshape(-1)[order_M].unsqueeze(1)
+        # Unsort and sum each token's K rows (a fixed-order sum, so the result is deterministic).
+        y_MD = torch.empty_like(ys_MD)
+        y_MD[order_M] = ys_MD
+        return y_MD.view(N, K, self.d_model).sum(1)
 
-    def _padded_bmm(self, xs_ND: torch.Tensor, es_N: torch.Tensor) -> torch.Tensor:
-        n = xs_ND.shape[0]
-        valid = es_N >= 0
-        e_N = es_N.clamp_min(0)
-        counts_E = torch.bincount(e_N[valid], minlength=self.n_experts)
-        starts_E = torch.cumsum(counts_E, 0) - counts_E
-        first_valid = (~valid).sum()
-        pos_N = torch.arange(n, device=xs_ND.device) - first_valid - starts_E[e_N]
-        cap = int(counts_E.max()) if n else 0
-        buf_ECD = xs_ND.new_zeros(self.n_experts, max(cap, 1), self.d_model)
-        buf_ECD[e_N[valid], pos_N[valid]] = xs_ND[valid]
-        h = F.gelu(torch.bmm(buf_ECD, self.w1_EDG))
-        out_ECD = torch.bmm(h, self.w2_EGD)
-        ys_ND = xs_ND.new_zeros(n, self.d_model)
-        ys_ND[valid] = out_ECD[e_N[valid], pos_N[valid]]
-        return ys_ND
+    def _padded_bmm(
+        self, xs_MD: torch.Tensor, es_M: torch.Tensor, starts_E: torch.Tensor, counts_E: torch.Tensor
+    ) -> torch.Tensor:
+        M = xs_MD.shape[0]
+        valid_M = es_M >= 0
+        e_M = es_M.clamp_min(0)
+        # Row i of the sorted order sits at slot i - start(e) of its expert's buffer; dropped rows
+        # are routed to a spare slot C that is sliced away.
+        cap = int(counts_E.max()) if M else 0
+        pos_M = torch.where(valid_M, torch.arange(M, device=xs_MD.device) - starts_E[e_M], cap)
+        buf_ECD = xs_MD.new_zeros(self.n_experts, cap + 1, self.d_model)
+        buf_ECD[e_M, pos_M] = xs_MD
+        h = F.gelu(torch.bmm(buf_ECD[:, :cap], self.w1_EDG))
+        out_ECD = F.pad(torch.bmm(h, self.w2_EGD), (0, 0, 0, 1))
+        return out_ECD[e_M, pos_M]
