@@ -44,7 +44,10 @@ def fvcore_flops_per_token(model: nn.Module, seq_len: int, vocab_size: int, seed
 
     from workbench.memory.experts import ExpertBank
 
-    cpu_model = copy.deepcopy(model).to("cpu", dtype=torch.float32).eval()
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
+    for param in cpu_model.parameters():
+        # Parameters only: float64 routing counters must keep their dtype.
+        param.data = param.data.float()
     for module in cpu_model.modules():
         # The loop dispatch exposes each expert's matmul with its real token count to the tracer.
         if isinstance(module, ExpertBank):

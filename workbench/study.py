@@ -10,6 +10,9 @@ goes on; Ctrl-C stops after recording every finished trial.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +141,10 @@ def enqueue_grid(study: optuna.Study, space: Space) -> int:
     return len(points)
 
 
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOutcome:
     """Run (or resume) the study of ``space`` until it has ``opts.trials`` finished trials."""
     import optuna
@@ -155,6 +162,7 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
     Path(opts.store).parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     study = open_study(space, opts, storage_url)
     store = Store.open(opts.store)
@@ -181,7 +189,9 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
         progress.trial_finished(frozen)
 
     interrupted = False
-    ran_before = len(study.trials)
+    # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: finished trials stay stored.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if in_main else None
     with progress:
         try:
             if remaining:
@@ -195,13 +205,16 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
                 )
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
     # Re-sync once more: catches a trial interrupted mid-run (optuna marks it failed).
     report = ingest_study(store, study, storage_url)
     return StudyOutcome(
         study_name=study.study_name,
         storage_url=storage_url,
         store_path=opts.store,
-        ran=len(study.trials) - ran_before,
+        ran=finished_count(study) - already,
         counts=report.status_counts if hasattr(report, "status_counts") else {},
         interrupted=interrupted,
     )
