@@ -6,11 +6,16 @@ with no test edits.
 """
 
 from workbench.memory import (  # noqa: F401  (explicit imports fill the registry)
+    avgk,
     base_layer,
     dense,
     gshard,
     hash_layer,
+    lsh,
+    pkm,
+    softmax_table,
     switch,
+    token_table,
     vanilla,
 )
 from workbench.memory.base import ForwardContext, LayerContext, LayerCost, MemoryConfig, MemoryLayer

@@ -1,0 +1,121 @@
+"""avgk: a sparse FFN whose blocks are selected by the mean of their own keys (Avg-K).
+
+Paper: Liu, Dettmers, Lin, Stoyanov, Li 2023, "Towards A Unified View of Sparse Feed-Forward
+Network in Pretraining Large Language Model" (EMNLP).
+A dense FFN of ``d_ff`` cells (key k_i = column i of W1, value v_i = row i of W2) is grouped
+into B = d_ff / g blocks of g consecutive cells. A token scores each block with the mean of
+the block's keys and reads the top k blocks with the cells' own activations:
+
+    y(x) = sum_{b in TopK_b(x . mean_{i in b} k_i)} sum_{i in b} gelu(x . k_i) v_i
+
+Choices where the paper leaves room:
+* the block keys are recomputed from W1 at every forward (no extra parameters, as in the
+  paper); their gradient flows into W1 only through the selected cells, the top-k itself is
+  not differentiable, so the mean keys get no gradient of their own;
+* no load-balancing loss (the paper's Avg-K has none); routing counters record the load;
+* activation gelu, as the workbench's dense FFN, so k = B gives exactly the dense FFN;
+* the selected blocks are run through :class:`ExpertBank` (blocks are experts of width g,
+  read with weight 1), so ``impl`` has the same meaning as for switch;
+* ``consume`` accepts only ``expert``: Avg-K is itself the slot's memory, there is no lookup
+  to add beside or concatenate to an FFN.
+
+Analytic cost per token, D = d_model, F = d_ff, g = block_size, B = F/g:
+  selector D*B MACs (x . mean keys; the means themselves, F*D additions per batch, are not
+  per-token work); k blocks of two D x g matmuls, 2*D*k*g MACs. Active parameters: the
+  2*D*k*g weights of the read blocks.
+
+Shapes: B batch, T sequence, D model width, N tokens, E blocks, G cells per block, K blocks
+read per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from workbench.memory.base import ForwardContext, LayerContext, LayerCost, MemoryConfig, MemoryLayer, require
+from workbench.memory.experts import IMPLS, ExpertBank
+from workbench.memory.registry import register
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class AvgKConfig(MemoryConfig):
+    """``d_ff`` cells (0 means 4*d_model) in blocks of ``block_size``; ``k`` blocks read per token."""
+
+    kind = "avgk"
+    paper = "Liu et al. 2023, Towards a Unified View of Sparse Feed-Forward Network (Avg-K)"
+    active_per_token = "k blocks of block_size cells, selected by mean block keys"
+
+    d_ff: int = 0
+    block_size: int = 16
+    k: int = 4
+    impl: str = "auto"
+    consume: str = "expert"
+
+    def width(self, ctx: LayerContext) -> int:
+        return self.d_ff or 4 * ctx.d_model
+
+    def n_blocks(self, ctx: LayerContext) -> int:
+        return self.width(ctx) // self.block_size
+
+    def validate(self, ctx: LayerContext) -> None:
+        require(self.d_ff >= 0, "d_ff", f"must be >= 0 (0 means 4*d_model), got {self.d_ff}")
+        require(self.block_size >= 1, "block_size", f"must be >= 1, got {self.block_size}")
+        require(
+            self.width(ctx) % self.block_size == 0,
+            "block_size",
+            f"must divide d_ff={self.width(ctx)}, got {self.block_size}",
+        )
+        n_blocks = self.n_blocks(ctx)
+        require(
+            1 <= self.k <= n_blocks,
+            "k",
+            f"must be in [1, n_blocks={n_blocks}] (d_ff / block_size), got {self.k}",
+        )
+        require(self.impl in IMPLS, "impl", f"must be one of {'|'.join(IMPLS)}, got {self.impl!r}")
+        require(
+            self.consume == "expert",
+            "consume",
+            f"avgk is itself the slot's memory and supports consume=expert only, got {self.consume!r}",
+        )
+
+    def cost(self, ctx: LayerContext) -> LayerCost:
+        d, g = ctx.d_model, self.block_size
+        selector = d * self.n_blocks(ctx)
+        read = 2 * d * self.k * g
+        return LayerCost(
+            params_total=2 * d * self.width(ctx),
+            params_active=read,
+            flops_per_token=2 * (selector + read),
+        )
+
+    def build(self, ctx: LayerContext) -> MemoryLayer:
+        return AvgK(self, ctx)
+
+
+class AvgK(MemoryLayer):
+    def __init__(self, cfg: AvgKConfig, ctx: LayerContext) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n_blocks = cfg.n_blocks(ctx)
+        self.blocks = ExpertBank(n_blocks, ctx.d_model, cfg.block_size, impl=cfg.impl)
+        self.init_routing_counters(n_blocks)
+
+    def block_keys(self) -> torch.Tensor:
+        """``[E, D]``: each block's mean cell key (the mean of its columns of W1)."""
+        return self.blocks.w1_EDG.mean(dim=2)
+
+    def select(self, x_ND: torch.Tensor) -> torch.Tensor:
+        """``[N, K]`` ids of the blocks whose mean key has the largest dot product with x."""
+        scores_NE = x_ND @ self.block_keys().to(x_ND.dtype).t()
+        return scores_NE.topk(self.cfg.k, dim=-1).indices
+
+    def forward(self, x_BTD: torch.Tensor, ctx: ForwardContext) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T, D = x_BTD.shape
+        x_ND = x_BTD.reshape(B * T, D)
+        block_NK = self.select(x_ND)
+        self.count_routing(block_NK, B * T * self.cfg.k)
+        y_ND = self.blocks(x_ND, block_NK)
+        return y_ND.view(B, T, D), x_BTD.new_zeros((), dtype=torch.float32)
