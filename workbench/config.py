@@ -38,7 +38,12 @@ class DataConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """A GPT-style decoder; ``memory`` fills the FFN slot of the layers ``placement`` selects."""
+    """A GPT-style decoder; ``memory`` fills the FFN slot of the layers ``placement`` selects.
+
+    ``altup_k`` > 1 wraps the blocks in AltUp (workbench/altup.py): a K-times wider residual
+    stream (``altup_variant`` ``altup`` or ``recycled``) or a stride-K sequence
+    (``sequence``); 1 is the plain model.
+    """
 
     seq_len: int = 128
     d_model: int = 128
@@ -46,6 +51,8 @@ class ModelConfig:
     n_heads: int = 4
     d_ff: int = 0
     placement: str = "all"
+    altup_k: int = 1
+    altup_variant: str = "altup"
     memory: MemoryConfig = field(default_factory=DenseConfig)
 
 

@@ -2,6 +2,7 @@
 
 Reads top to bottom: attention -> block -> placement -> model -> analytic cost.
 Pre-norm (LayerNorm without bias), causal SDPA attention, learned positions, tied embeddings.
+``model.altup_k`` > 1 runs the blocks inside AltUp (workbench/altup.py).
 
 Shapes: B batch, T sequence, D model width, H heads, V vocabulary.
 """
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench import altup
 from workbench.config import ModelConfig
 from workbench.errors import ConfigError
 from workbench.memory import ForwardContext, LayerContext, MemoryConfig, MemoryLayer
@@ -102,6 +104,7 @@ def layer_configs(
     for name in ("seq_len", "d_model", "n_layers", "n_heads"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"model.{name}: must be >= 1, got {getattr(cfg, name)}")
+    altup.validate(cfg)
     dense = DenseConfig(d_ff=cfg.d_ff)
     out = []
     for i, is_memory in enumerate(memory_layers(cfg.placement, cfg.n_layers)):
@@ -136,20 +139,26 @@ def model_cost(cfg: ModelConfig, vocab_size: int) -> ModelCost:
     the attention scores and weighted sum over the full context (2 T D MACs, no causal
     discount, as fvcore counts it), the memory layer's own analytic count, plus the LM head
     (D V MACs). Embedding lookups, norms and element-wise work are not counted.
+
+    AltUp adds its wider embedding, its predict/correct scalars and their multiply-adds;
+    Sequence-AltUp runs layer l's block on n_l of the T positions (context n_l), so the
+    per-token figures average n_l / T of each block's work (rounded down).
     """
     d, t = cfg.d_model, cfg.seq_len
     layers = layer_configs(cfg, vocab_size)
     costs = [lc.cost(ctx) for lc, ctx in layers]
+    n_tokens = altup.tokens_per_layer(cfg)
     mem_total = sum(c.params_total for c in costs)
     mem_active = sum(c.params_active for c in costs)
-    mem_flops = sum(c.flops_per_token for c in costs)
+    mem_flops = sum(n * c.flops_per_token for n, c in zip(n_tokens, costs, strict=True)) // t
     per_layer_params = 4 * d * d + 2 * d  # attention + two norms
-    shared = vocab_size * d + t * d + cfg.n_layers * per_layer_params + d  # + final norm
-    attn_flops = cfg.n_layers * 2 * (4 * d * d + 2 * t * d)
+    embeddings = vocab_size * altup.embedding_width(cfg) + t * d
+    shared = embeddings + cfg.n_layers * per_layer_params + d + altup.params(cfg)  # + final norm
+    attn_flops = sum(n * 2 * (4 * d * d + 2 * n * d) for n in n_tokens) // t
     return ModelCost(
         params_total=shared + mem_total,
         params_active=shared + mem_active,
-        flops_per_token=attn_flops + mem_flops + 2 * d * vocab_size,
+        flops_per_token=attn_flops + mem_flops + altup.flops_per_token(cfg) + 2 * d * vocab_size,
         memory_params_total=mem_total,
         memory_flops_per_token=mem_flops,
     )
@@ -159,7 +168,7 @@ class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, token_counts: Any = None) -> None:
         super().__init__()
         self.cfg, self.vocab_size = cfg, vocab_size
-        self.wte = nn.Embedding(vocab_size, cfg.d_model)
+        self.wte = nn.Embedding(vocab_size, altup.embedding_width(cfg))
         self.wpe = nn.Embedding(cfg.seq_len, cfg.d_model)
         self.blocks = nn.ModuleList(
             [
@@ -168,6 +177,7 @@ class GPT(nn.Module):
             ]
         )
         self.ln_f = nn.LayerNorm(cfg.d_model, bias=False)
+        self.altup = altup.build(cfg)
         self.apply(self._init_weights)
         # GPT-2's scaled init of residual projections keeps the residual stream's variance flat in depth.
         for block in self.blocks:
@@ -184,6 +194,11 @@ class GPT(nn.Module):
         if T > self.cfg.seq_len:
             raise ValueError(f"sequence of {T} tokens exceeds model.seq_len={self.cfg.seq_len}")
         ctx = ForwardContext(token_ids_BT=idx_BT)
+        if self.altup is not None:
+            pos_TD = self.wpe(torch.arange(T, device=idx_BT.device))
+            x_BTD, aux = self.altup(self.wte(idx_BT), pos_TD, self.blocks, ctx)
+            logits_BTV = F.linear(self.ln_f(x_BTD), self.altup.head_weight(self.wte.weight))
+            return logits_BTV, aux
         x_BTD = self.wte(idx_BT) + self.wpe(torch.arange(T, device=idx_BT.device))
         aux = x_BTD.new_zeros((), dtype=torch.float32)
         for block in self.blocks:
