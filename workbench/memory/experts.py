@@ -12,7 +12,8 @@ Three implementations with the same numerics:
 * ``sorted``: rows sorted by expert into a zero-padded ``[E, C, D]`` buffer and one ``bmm``
   per projection (portable; reads the largest load C back to the host to size the buffer);
 * ``grouped``: rows sorted by expert, one ``torch._grouped_mm`` per projection, no host
-  synchronisation. ``auto`` picks ``grouped`` on CUDA in bfloat16, else ``sorted``.
+  synchronisation. ``auto`` picks ``grouped`` on CUDA in bfloat16, ``sorted`` elsewhere on
+  CUDA, and ``loop`` on the CPU (host synchronisation is free there, and padding is not).
 
 What fvcore sees: the per-expert matmuls of ``loop`` with their real row counts (so the count
 is exact), the padded ``bmm`` of ``sorted`` (padding included, so it over-counts), and nothing
@@ -72,7 +73,7 @@ class ExpertBank(nn.Module):
             impl = (
                 "grouped"
                 if (x_ND.is_cuda and _has_grouped_mm() and x_ND.dtype == torch.bfloat16)
-                else "sorted"
+                else ("sorted" if x_ND.is_cuda else "loop")
             )
         if impl == "loop":
             return self._loop(x_ND, expert_NK, weight_NK)
@@ -115,10 +116,13 @@ class ExpertBank(nn.Module):
         counts_E.index_add_(0, e_M.clamp_min(0), valid_M.to(torch.int64))
         ends_E = torch.cumsum(counts_E, 0)
         if grouped:
+            # The kernel leaves rows past the last offset undefined, in the forward and in the
+            # backward; so the last group is stretched over the dropped rows (computed with the
+            # last expert, then zeroed, which also zeroes their gradient).
             offs_E = ends_E.to(torch.int32)
+            offs_E[-1] = e_M.shape[0]
             h = F.gelu(torch._grouped_mm(xs_MD, self.w1_EDG, offs=offs_E))
             ys_MD = torch._grouped_mm(h, self.w2_EGD, offs=offs_E)
-            # Rows past the last offset (dropped reads) are left undefined by the kernel.
             ys_MD = torch.where((es_M >= 0).unsqueeze(1), ys_MD, torch.zeros_like(ys_MD))
         else:
             ys_MD = self._padded_bmm(xs_MD, es_M, ends_E - counts_E, counts_E)

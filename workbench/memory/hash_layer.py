@@ -138,7 +138,8 @@ def hash_table(cfg: HashConfig, ctx: LayerContext) -> torch.Tensor:
     if v == "position":
         return torch.zeros(0, 1, dtype=torch.long)
     if v in ("random", "multihash"):
-        return torch.randint(E, (V, cfg.n_hashes), generator=gen)
+        # Drawn hash by hash, so multihash's first hash is the random variant's table.
+        return torch.randint(E, (cfg.n_hashes, V), generator=gen).T.contiguous()
     if v == "previous":
         return torch.randint(E, (V + 1, 1), generator=gen)
     if v == "bigram":
