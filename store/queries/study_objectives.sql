@@ -1,0 +1,3 @@
+SELECT objectives_json
+FROM studies
+WHERE study_name = $study_name;

@@ -1,0 +1,205 @@
+"""workbench.ingest: optuna studies -> DuckDB rows, idempotently."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers_store import GRID, add_trial, build_study, contract_attrs, make_study
+from optuna.trial import TrialState
+
+from workbench.errors import StoreError
+from workbench.ingest import (
+    flatten_config,
+    ingest_storage,
+    ingest_study,
+    ingest_trial,
+    open_optuna_storage,
+    study_objectives,
+    trial_status,
+)
+from workbench.store import Store
+
+N_TRIALS = len(GRID) + 4
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.open(tmp_path / "store.duckdb")
+
+
+def test_ingest_twice_adds_no_rows(store: Store) -> None:
+    study = build_study()
+    first = ingest_study(store, study)
+    counts = store.counts()
+    assert first.n_trials == first.n_written == N_TRIALS
+    assert counts["trials"] == N_TRIALS and counts["studies"] == 1
+    assert counts["provenance"] == N_TRIALS - 1  # the hard-crashed trial has none
+
+    again = ingest_study(store, study)
+    assert (again.n_written, again.n_unchanged) == (0, N_TRIALS)
+    forced = ingest_study(store, study, force=True)
+    assert forced.n_written == N_TRIALS
+    assert store.counts() == counts
+
+
+def test_report_counts_statuses(store: Store) -> None:
+    report = ingest_study(store, build_study())
+    assert report.statuses == {"complete": len(GRID), "failed": 2, "infeasible": 1, "pruned": 1}
+    assert "demo:" in report.summary()
+
+
+def test_running_trial_is_updated_when_it_completes(store: Store) -> None:
+    study = make_study()
+    trial = study.ask()
+    attrs = contract_attrs(kind="switch", d_model=64)
+    trial.set_user_attr("wb.config", attrs["wb.config"])
+    trial.set_user_attr("wb.curve", [[10, "train_loss", 5.0]])
+    ingest_study(store, study)
+    row = store.trials("demo").iloc[0]
+    assert (row["status"], row["optuna_state"]) == ("running", "RUNNING")
+    assert row["val_ppl"] is None or math.isnan(row["val_ppl"])
+    assert len(store.curves("demo")) == 1
+
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, [19.5, 1000.0])
+    report = ingest_study(store, study)
+    assert report.n_written == 1
+    row = store.trials("demo").iloc[0]
+    assert (row["status"], row["optuna_state"], row["val_ppl"]) == ("complete", "COMPLETE", 20.0)
+    assert json.loads(row["objective_values_json"]) == {"val_ppl": 19.5, "flops_per_token": 1000.0}
+    assert len(store.curves("demo")) == len(attrs["wb.curve"])
+    assert store.counts()["trials"] == 1
+
+
+def test_enqueued_trials_are_not_stored_until_they_start(store: Store) -> None:
+    study = build_study()
+    study.enqueue_trial({"memory.kind": "dense"})
+    report = ingest_study(store, study)
+    assert (report.n_trials, report.n_waiting) == (N_TRIALS, 1)
+    assert store.counts()["trials"] == N_TRIALS
+    assert store.studies()["n_trials"].iloc[0] == N_TRIALS
+
+
+def test_failed_and_infeasible_trials_keep_status_and_error(store: Store) -> None:
+    ingest_study(store, build_study())
+    trials = store.trials("demo").set_index("trial_number")
+    failed, infeasible, pruned, crashed = (trials.loc[len(GRID) + i] for i in range(4))
+    assert (failed["status"], failed["error"]) == ("failed", "CUDA OOM")
+    assert infeasible["status"] == "infeasible"
+    assert "does not divide" in infeasible["error"]
+    assert math.isnan(infeasible["val_ppl"])
+    assert infeasible["flops_per_token"] == 16 * 128 * 128 + 8 * 128  # analytic cost is known
+    assert pruned["status"] == "pruned"
+    assert (crashed["status"], crashed["optuna_state"], crashed["error"]) == ("failed", "FAIL", "worker lost")
+
+
+def test_params_long_form_has_fixed_fields_with_sampled_flag(store: Store) -> None:
+    ingest_study(store, build_study())
+    rows = store.sql(
+        "SELECT name, value_json, value_num, value_str, sampled FROM params "
+        "WHERE study_name = $s AND trial_number = $n ORDER BY name",
+        {"s": "demo", "n": 2},
+    ).set_index("name")
+    assert bool(rows.loc["memory.kind", "sampled"]) and bool(rows.loc["model.d_model", "sampled"])
+    assert not rows.loc["memory.n_experts", "sampled"] and not rows.loc["data.corpus", "sampled"]
+    assert rows.loc["memory.n_experts", "value_num"] == 4
+    assert rows.loc["data.corpus", "value_str"] == "kjv"
+    assert rows.loc["train.compile", "value_num"] == 0  # booleans count as 0/1
+    assert json.loads(rows.loc["train.compile", "value_json"]) is False
+    config = contract_attrs(kind="switch", d_model=64)["wb.config"]
+    assert set(rows.index) == set(flatten_config(config))
+
+
+def test_sampled_param_outside_the_config_is_kept(store: Store) -> None:
+    study = build_study()
+    ingest_study(store, study)
+    rows = store.sql("SELECT name, sampled FROM params WHERE trial_number = $n", {"n": N_TRIALS - 1})
+    assert rows.to_dict("records") == [{"name": "memory.kind", "sampled": True}]
+
+
+def test_routing_curves_and_provenance_rows(store: Store) -> None:
+    ingest_study(store, build_study())
+    switch = 2
+    routing = store.routing("demo", switch)
+    assert routing["layer"].tolist() == [0, 1]
+    assert routing["entropy_ratio"].iloc[0] == pytest.approx(1.28 / 1.386)
+    load = store.routing_load("demo", switch)
+    assert len(load) == 8 and load.groupby("layer")["load"].sum().tolist() == pytest.approx([1.0, 1.0])
+    curves = store.curves("demo", [switch], metrics=["train_loss"])
+    assert curves["step"].tolist() == [10, 20]
+    prov = store.provenance("demo", [switch]).iloc[0]
+    assert (prov["git_commit"], prov["seed"], prov["device"]) == ("0123abc", 7, "cpu")
+    assert json.loads(prov["packages_json"])["optuna"] == "5.0.0"
+
+
+def test_non_finite_values_are_null_not_errors(store: Store) -> None:
+    study = make_study()
+    add_trial(study, kind="dense", d_model=64, val_ppl=float("inf"))
+    attrs = contract_attrs(kind="dense", d_model=64)
+    attrs["wb.metrics"]["val_loss"] = float("nan")
+    attrs["wb.curve"] = [[1, "train_loss", float("nan")]]
+    study.add_trial(optuna.trial.create_trial(values=[1.0, 2.0], user_attrs=attrs))
+    ingest_study(store, study)
+    trials = store.trials("demo").set_index("trial_number")
+    assert trials.loc[0, "val_ppl"] == math.inf
+    assert json.loads(trials.loc[0, "objective_values_json"])["val_ppl"] is None
+    assert math.isnan(trials.loc[1, "val_loss"])
+    assert store.sql("SELECT count(*) AS n FROM curves WHERE value IS NULL")["n"].iloc[0] == 1
+
+
+def test_malformed_curve_names_the_trial(store: Store) -> None:
+    study = make_study()
+    study.add_trial(optuna.trial.create_trial(values=[1.0, 2.0], user_attrs={"wb.curve": [[1, "x"]]}))
+    with pytest.raises(StoreError, match=r"trial 0: wb.curve rows"):
+        ingest_study(store, study)
+
+
+def test_ingest_trial_labels_values_from_the_stored_study(store: Store) -> None:
+    study = build_study()
+    ingest_study(store, study)
+    assert ingest_trial(store, "demo", study.trials[0]) == "complete"
+    row = store.trials("demo", "complete").iloc[0]
+    assert set(json.loads(row["objective_values_json"])) == {"val_ppl", "flops_per_token"}
+
+
+def test_status_and_objectives_fallbacks() -> None:
+    plain = optuna.create_study()
+    assert study_objectives(plain) == [{"name": "value", "direction": "minimize"}]
+    study = make_study()
+    running = study.ask()
+    running.set_user_attr("wb.status", "complete")  # written just before tell: not finished yet
+    assert trial_status(study.trials[-1]) == "running"
+    trial = add_trial(study, kind="dense", d_model=64, status="interrupted", state=TrialState.FAIL)
+    assert trial_status(trial) == "interrupted"
+
+
+def test_open_optuna_storage(tmp_path: Path) -> None:
+    path = tmp_path / "s.journal"
+    assert isinstance(open_optuna_storage(path), optuna.storages.JournalStorage)
+    assert isinstance(open_optuna_storage(f"journal://{path}"), optuna.storages.JournalStorage)
+    assert open_optuna_storage("sqlite:///x.db") == "sqlite:///x.db"
+    storage = optuna.storages.InMemoryStorage()
+    assert open_optuna_storage(storage) is storage
+    with pytest.raises(StoreError, match="names a file"):
+        open_optuna_storage("journal://")
+
+
+def test_ingest_storage_from_a_journal_file(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "studies.journal"
+    storage = open_optuna_storage(path)
+    build_study("a", storage)
+    build_study("b", storage)
+    reports = ingest_storage(store, path)
+    assert sorted(r.study_name for r in reports) == ["a", "b"]
+    studies = store.studies().set_index("study_name")
+    assert studies.loc["a", "storage_url"] == str(path)
+    assert studies.loc["a", "space_name"] == "demo-space"
+    assert studies.loc["b", "n_complete"] == len(GRID)
+    assert [r.n_written for r in ingest_storage(store, path, ["a"])] == [0]
+    with pytest.raises(StoreError, match="studies there: a, b"):
+        ingest_storage(store, path, ["nope"])

@@ -1,0 +1,429 @@
+"""Copy optuna studies into the DuckDB store, idempotently (DESIGN.md D).
+
+Optuna storage is the source of truth. A trial is rewritten whole (delete its rows, insert
+them again) inside a short transaction, so re-ingesting adds nothing and a trial that was
+RUNNING is replaced once it finishes. Finished trials are immutable in optuna, so a trial
+already stored in the same finished state is skipped unless ``force=True``.
+
+The trial code writes these user attrs (all optional): ``wb.status``, ``wb.error``,
+``wb.config`` (nested ``{section: {field: value}}``), ``wb.config_hash``, ``wb.metrics``,
+``wb.curve`` (``[step, metric, value]`` rows), ``wb.routing`` (per-layer dicts) and
+``wb.provenance``; the study carries ``wb.space`` and ``wb.objectives``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import numbers
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import optuna
+from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from workbench import sqlfiles
+from workbench.errors import StoreError
+from workbench.store import Store
+
+_STATE_STATUS = {
+    TrialState.COMPLETE: "complete",
+    TrialState.FAIL: "failed",
+    TrialState.PRUNED: "pruned",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
+# Longest a bulk ingest holds DuckDB's exclusive lock before letting readers in.
+BATCH_HOLD_S = 0.25
+_FLOAT_METRICS = ("val_ppl", "val_loss", "tokens_per_s", "train_seconds")
+_INT_METRICS = (
+    "flops_per_token",
+    "flops_per_token_fvcore",
+    "params_total",
+    "params_active",
+    "peak_mem_bytes",
+    "tokens_trained",
+    "steps",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestReport:
+    """What one :func:`ingest_study` did. ``n_trials`` counts started trials; ``n_waiting`` the
+    enqueued ones, which are not stored until they start."""
+
+    study_name: str
+    n_trials: int
+    n_written: int
+    n_unchanged: int
+    n_waiting: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        by_status = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "no trials"
+        return (
+            f"{self.study_name}: {self.n_trials} trials ({by_status}); "
+            f"{self.n_written} written, {self.n_unchanged} unchanged, {self.n_waiting} queued in {self.seconds:.2f}s"
+        )
+
+
+# --- optuna storages ---------------------------------------------------------------------------
+
+
+def open_optuna_storage(url_or_path: str | os.PathLike[str] | BaseStorage) -> str | BaseStorage:
+    """An optuna storage for a URL or path.
+
+    ``journal:///abs/path`` (``journal://rel/path`` is relative) and any path ending in ``.journal`` give a
+    ``JournalStorage(JournalFileBackend(path))``; RDB URLs (``sqlite:///``, ``postgresql://``)
+    are returned as strings for optuna; a storage object is returned unchanged.
+    """
+    if isinstance(url_or_path, BaseStorage):
+        return url_or_path
+    text = os.fspath(url_or_path)
+    if text.startswith("journal://"):
+        path = text.removeprefix("journal://")
+    elif text.endswith(".journal"):
+        path = text
+    else:
+        return text
+    if not path:
+        raise StoreError(f"'{text}': a journal URL names a file, e.g. journal:///abs/path/study.journal")
+    return JournalStorage(JournalFileBackend(os.path.expanduser(path)))
+
+
+def ingest_storage(
+    store: Store,
+    storage_url: str | os.PathLike[str] | BaseStorage,
+    study_names: Sequence[str] | None = None,
+    *,
+    force: bool = False,
+) -> list[IngestReport]:
+    """Ingest the named studies (None: every study) of an optuna storage."""
+    storage = open_optuna_storage(storage_url)
+    available = optuna.get_all_study_names(storage)
+    names = list(available) if study_names is None else list(study_names)
+    for name in names:
+        if name not in available:
+            listed = ", ".join(sorted(available)) or "none"
+            raise StoreError(f"study '{name}' is not in {storage_url}; studies there: {listed}")
+    url = None if isinstance(storage_url, BaseStorage) else os.fspath(storage_url)
+    return [
+        ingest_study(store, optuna.load_study(study_name=name, storage=storage), url, force=force)
+        for name in names
+    ]
+
+
+def ingest_study(
+    store: Store, study: optuna.Study, storage_url: str | None = None, *, force: bool = False
+) -> IngestReport:
+    """Write the study row and every new or changed trial (enqueued, not yet started ones are skipped).
+
+    Trials go in short transactions of a few trials each (at most ``BATCH_HOLD_S`` of work), so
+    a reader in another process waits a fraction of a second at most.
+    """
+    start = time.perf_counter()
+    objectives = study_objectives(study)
+    names = [o["name"] for o in objectives]
+    # Enqueued trials (a grid's queue) have not started and carry no data: they are not stored.
+    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+    stored = {} if force else _stored_states(store, study.study_name)
+    pending = [t for t in trials if not (t.state.is_finished() and stored.get(t.number) == t.state.name)]
+    space = study.user_attrs.get("wb.space")
+    study_row = {
+        "study_name": study.study_name,
+        "space_name": space.get("name") if isinstance(space, Mapping) else None,
+        "space_json": _json(space) if space is not None else None,
+        "objectives_json": _json(objectives),
+        "storage_url": storage_url,
+        "n_trials": len(trials),
+        "now": dt.datetime.now(),
+    }
+    with store.write() as con:
+        _execute(con, "upsert_study", study_row)
+        done = _write_batch(con, study.study_name, pending, 0, names)
+    while done < len(pending):
+        with store.write() as con:
+            done = _write_batch(con, study.study_name, pending, done, names)
+    return IngestReport(
+        study_name=study.study_name,
+        n_trials=len(trials),
+        n_written=len(pending),
+        n_unchanged=len(trials) - len(pending),
+        n_waiting=len(queued),
+        statuses=dict(Counter(trial_status(t) for t in trials)),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def ingest_trial(
+    store: Store, study_name: str, frozen_trial: FrozenTrial, *, objective_names: Sequence[str] | None = None
+) -> str:
+    """Replace one trial's rows in one short transaction; returns its status.
+
+    ``objective_names`` label the objective values; by default they are read from the stored
+    study (``value_<i>`` when the study is not stored).
+    """
+    with store.write() as con:
+        names = objective_names if objective_names is not None else _stored_objective_names(con, study_name)
+        return _write_trial(con, study_name, frozen_trial, names)
+
+
+def _write_batch(
+    con: duckdb.DuckDBPyConnection,
+    study_name: str,
+    trials: Sequence[FrozenTrial],
+    start: int,
+    objective_names: Sequence[str],
+) -> int:
+    """Write trials from ``start`` on for at most BATCH_HOLD_S (at least one); returns the next index.
+
+    Letting go of the lock between batches is what lets readers in other processes (the app)
+    in during a bulk ingest.
+    """
+    deadline = time.monotonic() + BATCH_HOLD_S
+    index = start
+    while index < len(trials) and (index == start or time.monotonic() < deadline):
+        _write_trial(con, study_name, trials[index], objective_names)
+        index += 1
+    return index
+
+
+def _write_trial(
+    con: duckdb.DuckDBPyConnection, study_name: str, trial: FrozenTrial, objective_names: Sequence[str]
+) -> str:
+    key = {"study_name": study_name, "trial_number": trial.number}
+    for statement in sqlfiles.statements(sqlfiles.query("delete_trial")):
+        con.execute(statement, key)
+    trial_row = _trial_row(trial, objective_names)
+    _execute(con, "insert_trial", {**key, **trial_row})
+    _execute(con, "insert_params", {**key, **_param_columns(trial)})
+    _execute(con, "insert_curves", {**key, **_curve_columns(trial)})
+    routing, loads = _routing_columns(trial)
+    _execute(con, "insert_routing", {**key, **routing})
+    _execute(con, "insert_routing_load", {**key, **loads})
+    provenance = trial.user_attrs.get("wb.provenance")
+    if isinstance(provenance, Mapping):
+        _execute(con, "insert_provenance", {**key, **_provenance_row(provenance)})
+    return str(trial_row["status"])
+
+
+# --- one trial's rows (pure) -------------------------------------------------------------------
+
+
+def study_objectives(study: optuna.Study) -> list[dict[str, str]]:
+    """``wb.objectives`` of the study, or names ``value``/``value_<i>`` with optuna's directions."""
+    declared = study.user_attrs.get("wb.objectives")
+    if isinstance(declared, list) and all(isinstance(o, Mapping) and "name" in o for o in declared):
+        return [{"name": str(o["name"]), "direction": str(o.get("direction", "minimize"))} for o in declared]
+    directions = [d.name.lower() for d in study.directions]
+    if len(directions) == 1:
+        return [{"name": "value", "direction": directions[0]}]
+    return [{"name": f"value_{i}", "direction": d} for i, d in enumerate(directions)]
+
+
+def trial_status(trial: FrozenTrial) -> str:
+    """``wb.status`` of a finished trial; otherwise, or when missing, derived from optuna's state."""
+    status = trial.user_attrs.get("wb.status")
+    if trial.state.is_finished() and isinstance(status, str) and status:
+        return status
+    return _STATE_STATUS[trial.state]
+
+
+def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"memory": {"kind": "switch"}}`` -> ``{"memory.kind": "switch"}`` (one level, as configs are)."""
+    flat: dict[str, Any] = {}
+    for section, fields in config.items():
+        if isinstance(fields, Mapping):
+            flat.update({f"{section}.{name}": value for name, value in fields.items()})
+        else:
+            flat[str(section)] = fields
+    return flat
+
+
+def _trial_row(trial: FrozenTrial, objective_names: Sequence[str]) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    config = attrs.get("wb.config")
+    metrics = attrs.get("wb.metrics")
+    metrics = metrics if isinstance(metrics, Mapping) else {}
+    memory = config.get("memory") if isinstance(config, Mapping) else None
+    error = attrs.get("wb.error") or trial.system_attrs.get("fail_reason")
+    values = trial.values or []
+    names = list(objective_names) + [f"value_{i}" for i in range(len(objective_names), len(values))]
+    return {
+        "status": trial_status(trial),
+        "optuna_state": trial.state.name,
+        "config_json": _json(config) if config is not None else None,
+        "config_hash": _str_or_none(attrs.get("wb.config_hash")),
+        "memory_kind": _str_or_none(memory.get("kind")) if isinstance(memory, Mapping) else None,
+        **{name: _as_float(metrics.get(name)) for name in _FLOAT_METRICS},
+        **{name: _as_int(metrics.get(name)) for name in _INT_METRICS},
+        "metrics_json": _json(metrics) if metrics else None,
+        "objective_values_json": _json(dict(zip(names, values, strict=False))) if values else None,
+        "error": _str_or_none(error),
+        "started_at": trial.datetime_start,
+        "finished_at": trial.datetime_complete,
+        "ingested_at": dt.datetime.now(),
+    }
+
+
+def _param_columns(trial: FrozenTrial) -> dict[str, list[Any]]:
+    config = trial.user_attrs.get("wb.config")
+    flat = flatten_config(config) if isinstance(config, Mapping) else {}
+    # A sampled optuna parameter that is not a config field (a transformed knob) is kept as is.
+    flat.update({name: value for name, value in trial.params.items() if name not in flat})
+    columns: dict[str, list[Any]] = {
+        "names": [],
+        "values_json": [],
+        "values_num": [],
+        "values_str": [],
+        "sampled": [],
+    }
+    for name in sorted(flat):
+        value = flat[name]
+        columns["names"].append(name)
+        columns["values_json"].append(_json(value))
+        columns["values_num"].append(float(value) if _is_number(value) and not _is_nan(value) else None)
+        columns["values_str"].append(value if isinstance(value, str) else None)
+        columns["sampled"].append(name in trial.params)
+    return columns
+
+
+def _curve_columns(trial: FrozenTrial) -> dict[str, list[Any]]:
+    steps: list[int | None] = []
+    metrics: list[str] = []
+    values: list[float | None] = []
+    for point in _attr_list(trial, "wb.curve"):
+        if not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 3:
+            raise StoreError(f"trial {trial.number}: wb.curve rows are [step, metric, value], got {point!r}")
+        steps.append(_as_int(point[0]))
+        metrics.append(str(point[1]))
+        values.append(_as_float(point[2]))
+    return {"steps": steps, "metrics": metrics, "values": values}
+
+
+def _routing_columns(trial: FrozenTrial) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    keys = ("n_blocks", "load_entropy", "load_entropy_max", "dropped_frac", "unused_frac")
+    layers: dict[str, list[Any]] = {"layers": [], **{k: [] for k in keys}}
+    loads: dict[str, list[Any]] = {"layers": [], "blocks": [], "loads": []}
+    for entry in _attr_list(trial, "wb.routing"):
+        layer = _as_int(entry.get("layer")) if isinstance(entry, Mapping) else None
+        if layer is None:
+            raise StoreError(
+                f"trial {trial.number}: wb.routing entries are dicts with a 'layer', got {entry!r}"
+            )
+        layers["layers"].append(layer)
+        layers["n_blocks"].append(_as_int(entry.get("n_blocks")))
+        for k in keys[1:]:
+            layers[k].append(_as_float(entry.get(k)))
+        for block, load in enumerate(entry.get("load") or []):
+            loads["layers"].append(layer)
+            loads["blocks"].append(block)
+            loads["loads"].append(_as_float(load))
+    return layers, loads
+
+
+def _provenance_row(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    dirty = provenance.get("git_dirty")
+    packages = provenance.get("packages")
+    return {
+        "git_commit": _str_or_none(provenance.get("git_commit")),
+        "git_dirty": bool(dirty) if dirty is not None else None,
+        "packages_json": _json(packages) if packages is not None else None,
+        "device": _str_or_none(provenance.get("device")),
+        "device_name": _str_or_none(provenance.get("device_name")),
+        "seed": _as_int(provenance.get("seed")),
+        "python": _str_or_none(provenance.get("python")),
+        "torch": _str_or_none(provenance.get("torch")),
+        "hostname": _str_or_none(provenance.get("hostname")),
+    }
+
+
+# --- store helpers -----------------------------------------------------------------------------
+
+
+def _execute(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any]) -> None:
+    con.execute(sqlfiles.query(name), dict(params))
+
+
+def _stored_states(store: Store, study_name: str) -> dict[int, str]:
+    df = store.query("trial_states", {"study_name": study_name})
+    return {int(n): str(s) for n, s in zip(df["trial_number"], df["optuna_state"], strict=True)}
+
+
+def _stored_objective_names(con: duckdb.DuckDBPyConnection, study_name: str) -> list[str]:
+    row = con.execute(sqlfiles.query("study_objectives"), {"study_name": study_name}).fetchone()
+    if row is None or row[0] is None:
+        return []
+    return [str(o["name"]) for o in json.loads(row[0])]
+
+
+# --- value coercion: the trial code's JSON may hold ints as floats, NaN, or numpy scalars ----------
+
+
+def _attr_list(trial: FrozenTrial, name: str) -> list[Any]:
+    value = trial.user_attrs.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise StoreError(f"trial {trial.number}: {name} must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real)
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and math.isnan(float(value))
+
+
+def _as_float(value: Any) -> float | None:
+    """A finite or infinite float; None for missing, NaN and non-numbers."""
+    if not _is_number(value) or isinstance(value, bool) or _is_nan(value):
+        return None
+    return float(value)
+
+
+def _as_int(value: Any) -> int | None:
+    """An int (floats rounded); None for missing, non-finite and non-numbers."""
+    number = _as_float(value)
+    return round(number) if number is not None and math.isfinite(number) else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _json(value: Any) -> str:
+    """JSON that DuckDB accepts: NaN and infinities become null, numpy scalars plain numbers."""
+    return json.dumps(_finite(value), separators=(",", ":"), sort_keys=True, default=_json_default)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float | numbers.Real) and not isinstance(value, bool | int | numbers.Integral):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return item()
+    tolist = getattr(value, "tolist", None)  # numpy arrays
+    if callable(tolist):
+        return tolist()
+    return str(value)
