@@ -173,3 +173,10 @@ def test_shipped_spaces_load() -> None:
 
     for path in sorted(Path("spaces").glob("*.py")):
         assert load_space(path).name
+
+
+def test_fixing_a_parent_drops_children_whose_condition_cannot_hold() -> None:
+    space = moe_space().with_overrides({"memory.kind": "dense"})
+    assert "memory.n_experts" not in space.params and "memory.expert_width" not in space.params
+    kept = moe_space().with_overrides({"memory.kind": "switch"})
+    assert "memory.n_experts" in kept.params

@@ -304,6 +304,13 @@ class Space:
         for name, value in overrides.items():
             when = params[name].when if name in params else {}
             params[name] = Fixed(value, when=when)
+        # Fixing a parent drops the parameters whose condition can no longer hold.
+        for name, param in list(params.items()):
+            for parent, allowed in param.when.items():
+                fixed = params.get(parent)
+                if parent in overrides and isinstance(fixed, Fixed) and fixed.value not in allowed:
+                    del params[name]
+                    break
         budget = self.budget
         if "train.tokens" in overrides and "train.tokens" not in self.params:
             budget = Budget(tokens=int(overrides["train.tokens"]), seconds=budget.seconds)

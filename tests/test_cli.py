@@ -1,0 +1,129 @@
+"""The command line: one-line errors that leave the store unchanged, and the main commands."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "workbench", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
+
+
+@pytest.fixture(scope="module")
+def populated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import SENTENCES, TINY_SPACE
+
+    root = tmp_path_factory.mktemp("cli")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES[i % len(SENTENCES)] for i in range(600)))
+    space = root / "space.py"
+    space.write_text(TINY_SPACE.format(corpus=str(corpus), constraints=""))
+    store = root / "wb.duckdb"
+    result = cli("run", str(space), "--trials", "2", "--device", "cpu", "--store", str(store), "--no-progress",
+                 env={"WORKBENCH_CACHE": str(root / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert "Pareto front" in result.stdout
+    return store
+
+
+BAD_SPACES = {
+    "empty_choice": ("from workbench.space import Space, Categorical\n"
+                     "space = Space('x', {'memory.kind': Categorical([])})\n", "Categorical has no choices"),
+    "low_gt_high": ("from workbench.space import Space, Int\n"
+                    "space = Space('x', {'model.d_model': Int(64, 32)})\n", "low (64) > high (32)"),
+    "unknown_layer": ("from workbench.space import Space\n"
+                      "space = Space('x', {'memory.kind': 'mixture-of-nothing'})\n", "unknown memory layer 'mixture-of-nothing'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPACES))
+def test_bad_space_exits_nonzero_with_one_line_and_keeps_the_store(case: str, populated_store: Path, tmp_path: Path) -> None:
+    text, message = BAD_SPACES[case]
+    space = tmp_path / f"{case}.py"
+    space.write_text(text)
+    before = digest(populated_store)
+    result = cli("run", str(space), "--store", str(populated_store), "--device", "cpu")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert digest(populated_store) == before
+
+
+def test_missing_space_file(populated_store: Path) -> None:
+    before = digest(populated_store)
+    result = cli("run", "missing.py", "--store", str(populated_store))
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: space file 'missing.py' does not exist; pass a path like spaces/quickstart.py"
+    assert digest(populated_store) == before
+
+
+def test_cuda_without_a_gpu(populated_store: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    before = digest(populated_store)
+    result = cli("run", "spaces/quickstart.py", "--device", "cuda", "--store", str(populated_store))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "error: --device cuda: no CUDA device is visible on this machine; use --device cpu or auto"
+    ]
+    assert digest(populated_store) == before
+
+
+def test_sql_prints_numbers(populated_store: Path) -> None:
+    result = cli("sql", "SELECT val_ppl, flops_per_token, params_total FROM trials", "--store", str(populated_store),
+                 "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.strip().splitlines()
+    assert header == "val_ppl,flops_per_token,params_total"
+    assert len(rows) == 2 and all(float(v) > 0 for row in rows for v in row.split(","))
+
+
+def test_sql_refuses_writes(populated_store: Path) -> None:
+    before = digest(populated_store)
+    result = cli("sql", "DELETE FROM trials", "--store", str(populated_store))
+    assert result.returncode != 0 and result.stderr.startswith("error: ")
+    assert digest(populated_store) == before
+
+
+def test_ingest_twice_keeps_row_counts(populated_store: Path) -> None:
+    counts = []
+    for _ in range(2):
+        assert cli("ingest", "--store", str(populated_store)).returncode == 0
+        out = cli("sql", "SELECT (SELECT count(*) FROM trials) t, (SELECT count(*) FROM params) p, "
+                  "(SELECT count(*) FROM curves) c", "--store", str(populated_store), "--format", "csv")
+        counts.append(out.stdout)
+    assert counts[0] == counts[1]
+
+
+def test_layers_lists_the_registry() -> None:
+    result = cli("layers")
+    assert result.returncode == 0
+    for name in ("dense", "switch"):
+        assert name in result.stdout
+
+
+def test_help_explains_the_run_command() -> None:
+    result = cli("run", "--help")
+    assert result.returncode == 0
+    for flag in ("--trials", "--timeout", "--study-name", "--storage", "--store", "--device", "--seed", "--sampler"):
+        assert flag in result.stdout

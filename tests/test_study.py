@@ -1,0 +1,122 @@
+"""A tiny end-to-end study into a temporary store: run, resume, failures, constraints, ingest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import optuna
+import pytest
+
+from conftest import write_space
+from workbench.ingest import ingest_storage
+from workbench.space import load_space
+from workbench.store import Store
+from workbench.study import StudyOptions, apply_overrides, default_storage, run_study
+
+
+def run(space_file: Path, store: Path, trials: int, sampler: str = "tpe", **kw) -> object:
+    space = apply_overrides(load_space(space_file), kw.pop("overrides", {}), seed=0)
+    opts = StudyOptions(trials=trials, store=str(store), device="cpu", sampler=sampler, progress=False, **kw)
+    return run_study(space, opts)
+
+
+def table_counts(store: Path) -> dict[str, int]:
+    return Store.open(store, read_only=True).counts()
+
+
+def test_study_trains_measures_stores_and_resumes(tiny_space_file: Path, tmp_path: Path) -> None:
+    store = tmp_path / "wb.duckdb"
+    outcome = run(tiny_space_file, store, trials=3, sampler="grid")
+    assert outcome.ran == 3
+    con = duckdb.connect(str(store), read_only=True)
+    rows = con.execute(
+        "SELECT status, val_ppl, val_loss, flops_per_token, flops_per_token_fvcore, params_total, params_active, "
+        "tokens_per_s, peak_mem_bytes, train_seconds, memory_kind FROM trials ORDER BY trial_number"
+    ).fetchall()
+    assert len(rows) == 3
+    for status, ppl, loss, flops, fv_flops, p_total, p_active, tps, mem, secs, kind in rows:
+        assert status == "complete"
+        assert 1 < ppl < 256 and abs(ppl - 2.718281828**loss) / ppl < 1e-6
+        assert flops > 0 and fv_flops == flops  # dropless routing: fvcore sees all expert matmuls
+        assert p_total >= p_active > 0 and tps > 0 and mem > 0 and secs > 0
+        assert kind in ("dense", "switch")
+    curves = con.execute("SELECT count(*) FROM curves WHERE metric = 'val_loss'").fetchone()[0]
+    assert curves >= 3
+    prov = con.execute("SELECT device, seed, packages_json FROM provenance").fetchall()
+    assert prov and all(d == "cpu" and s == 0 and "torch" in p for d, s, p in prov)
+    con.close()
+
+    before = table_counts(store)
+    again = run(tiny_space_file, store, trials=3, sampler="grid")
+    assert again.ran == 0  # the target is reached: resuming runs nothing new
+    assert table_counts(store) == before
+    more = run(tiny_space_file, store, trials=4, sampler="grid")
+    assert more.ran == 1
+    assert table_counts(store)["trials"] == 4
+
+
+def test_same_config_and_seed_give_the_same_perplexity(tiny_space_file: Path, tmp_path: Path) -> None:
+    fixed = {"memory.kind": "switch", "memory.n_experts": 2, "train.lr": 0.01}
+    ppl = []
+    for name in ("a", "b"):
+        store = tmp_path / f"{name}.duckdb"
+        run(tiny_space_file, store, trials=1, overrides=fixed)
+        ppl.append(Store.open(store, read_only=True).sql("SELECT val_ppl FROM trials")["val_ppl"].iloc[0])
+    assert ppl[0] == ppl[1]
+
+
+def test_infeasible_samples_are_recorded_not_trained(tiny_corpus: Path, tmp_path: Path) -> None:
+    space_file = write_space(tmp_path, tiny_corpus, constraints='"memory.kind == \'dense\'"')
+    store = tmp_path / "wb.duckdb"
+    run(space_file, store, trials=6, sampler="grid")
+    frame = Store.open(store, read_only=True).sql("SELECT memory_kind, status, error, val_ppl FROM trials")
+    infeasible = frame[frame.status == "infeasible"]
+    assert len(infeasible) and (infeasible.memory_kind == "switch").all()
+    assert infeasible.error.str.contains("constraint violated").all()
+    assert infeasible.val_ppl.isna().all()
+    assert (frame[frame.status == "complete"].memory_kind == "dense").all()
+
+
+def test_a_crashing_trial_is_recorded_as_failed_and_the_study_goes_on(
+    tiny_space_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workbench.trial as trial_module
+
+    real = trial_module.TrialRunner.train_and_measure
+    calls = {"n": 0}
+
+    def flaky(self, cfg, trial=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(self, cfg, trial)
+
+    monkeypatch.setattr(trial_module.TrialRunner, "train_and_measure", flaky)
+    store = tmp_path / "wb.duckdb"
+    run(tiny_space_file, store, trials=2)
+    frame = Store.open(store, read_only=True).sql("SELECT status, error FROM trials ORDER BY trial_number")
+    assert list(frame.status) == ["failed", "complete"]
+    assert "RuntimeError: CUDA out of memory (simulated)" in frame.error.iloc[0]
+
+
+def test_non_finite_loss_fails_the_trial_with_its_reason(tiny_space_file: Path, tmp_path: Path) -> None:
+    store = tmp_path / "wb.duckdb"
+    run(tiny_space_file, store, trials=1, overrides={"train.lr": 1e6, "train.grad_clip": 0.0})
+    frame = Store.open(store, read_only=True).sql("SELECT status, error FROM trials")
+    assert frame.status.iloc[0] == "failed"
+    assert "NonFiniteLossError" in frame.error.iloc[0]
+
+
+def test_ingest_rebuilds_the_store_from_optuna_storage_idempotently(tiny_space_file: Path, tmp_path: Path) -> None:
+    store = tmp_path / "wb.duckdb"
+    run(tiny_space_file, store, trials=2)
+    counts = table_counts(store)
+    fresh = tmp_path / "fresh.duckdb"
+    storage = default_storage(str(store), "tiny")
+    for _ in range(2):
+        ingest_storage(Store.open(fresh), storage)
+        assert table_counts(fresh) == counts
+    study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(storage)))
+    assert study.user_attrs["wb.space"]["name"] == "tiny"
