@@ -48,6 +48,17 @@ def test_output_shape_and_finite_aux(kind: str, training: bool) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_runs_under_bf16_autocast(kind: str) -> None:
+    # The trainer's CUDA path: float32 weights, bf16 autocast; ops without an autocast rule
+    # (grouped matmul, embedding_bag, index_add) must not meet mixed dtypes.
+    layer = _build(kind).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, aux = _run(layer, *_inputs())
+    (y.float().sum() + aux).backward()
+    assert y.shape == (B, T, D) and torch.isfinite(y).all() and torch.isfinite(aux)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_causal(kind: str) -> None:
     layer = _build(kind)
     # A layer that solves an assignment over the whole batch in training is checked in eval.

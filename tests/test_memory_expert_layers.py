@@ -173,6 +173,14 @@ def test_base_balanced_assignment_is_exactly_balanced(n: int, e: int) -> None:
     assert torch.equal(torch.bincount(expert, minlength=e), expected)
 
 
+def test_base_assignment_fills_what_the_proposal_rounds_leave() -> None:
+    # Every token ranks the experts the same way: each proposal round fills one expert, so 4
+    # rounds leave 4 of 8 experts to the final fill, which must still balance exactly.
+    scores = -torch.arange(8.0).expand(64, 8) + 0.01 * torch.randn(64, 8)
+    expert = balanced_assignment(scores, sinkhorn_iters=0)
+    assert torch.equal(torch.bincount(expert, minlength=8), torch.full((8,), 8))
+
+
 def test_base_assignment_keeps_the_argmax_when_it_is_already_balanced() -> None:
     scores = torch.tensor([[3.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 5.0]])
     assert balanced_assignment(scores).tolist() == [0, 1, 0, 1]
@@ -362,6 +370,17 @@ def test_layers_give_the_same_output_with_every_dispatch(knobs: dict, impl: str)
         outputs[which] = layer(x, ForwardContext(token_ids_BT=ids))
     torch.testing.assert_close(outputs[impl][0], outputs["loop"][0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(outputs[impl][1], outputs["loop"][1])
+
+
+@pytest.mark.parametrize("impl", ["loop", "sorted", "grouped"])
+def test_unweighted_dispatch_runs_under_bf16_autocast(impl: str) -> None:
+    # Hash reads carry no weight, so the bf16 matmul output meets the float32 accumulator as is.
+    layer = HashConfig(expert_width=8, impl=impl).build(CTX).train()
+    ids = torch.randint(0, V, (2, T))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, _ = layer(torch.randn(2, T, D), ForwardContext(token_ids_BT=ids))
+    y.float().sum().backward()
+    assert torch.isfinite(y).all() and layer.experts.w1_EDG.grad is not None
 
 
 # --- validation ---------------------------------------------------------------------------

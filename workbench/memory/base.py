@@ -140,7 +140,7 @@ class MemoryLayer(nn.Module):
         if not hasattr(self, "load_E"):
             return
         ids = block_ids.reshape(-1)
-        self.load_E.index_add_(0, ids.clamp_min(0), (ids >= 0).to(torch.float64))
+        self.load_E.index_add_(0, ids.clamp_min(0), (ids >= 0).to(self.load_E.dtype))
         self.routed += n_tokens
         if n_dropped is not None:
             self.dropped += n_dropped.to(torch.float64)

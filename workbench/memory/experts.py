@@ -12,8 +12,9 @@ Three implementations with the same numerics:
 * ``sorted``: rows sorted by expert into a zero-padded ``[E, C, D]`` buffer and one ``bmm``
   per projection (portable; reads the largest load C back to the host to size the buffer);
 * ``grouped``: rows sorted by expert, one ``torch._grouped_mm`` per projection, no host
-  synchronisation. ``auto`` picks ``grouped`` on CUDA in bfloat16, ``sorted`` elsewhere on
-  CUDA, and ``loop`` on the CPU (host synchronisation is free there, and padding is not).
+  synchronisation. ``auto`` picks ``grouped`` on CUDA in bfloat16 (the tensors' dtype, or
+  autocast's where it is on: the trainer's path), ``sorted`` elsewhere on CUDA, and ``loop``
+  on the CPU (host synchronisation is free there, and padding is not).
 
 What fvcore sees: the per-expert matmuls of ``loop`` with their real row counts (so the count
 is exact), the padded ``bmm`` of ``sorted`` (padding included, so it over-counts), and nothing
@@ -47,6 +48,13 @@ def _has_grouped_mm() -> bool:
     return hasattr(torch, "_grouped_mm")
 
 
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matmuls on ``x`` run in: autocast's where it is on (the trainer's bf16 path)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
 class ExpertBank(nn.Module):
     def __init__(self, n_experts: int, d_model: int, width: int, impl: str = "auto") -> None:
         super().__init__()
@@ -70,9 +78,10 @@ class ExpertBank(nn.Module):
             weight_NK = weight_NK.reshape(N, -1).to(x_ND.dtype)
         impl = self.impl
         if impl == "auto":
+            bf16 = _compute_dtype(x_ND) == torch.bfloat16
             impl = (
                 "grouped"
-                if (x_ND.is_cuda and _has_grouped_mm() and x_ND.dtype == torch.bfloat16)
+                if (x_ND.is_cuda and _has_grouped_mm() and bf16)
                 else ("sorted" if x_ND.is_cuda else "loop")
             )
         if impl == "loop":
@@ -98,7 +107,7 @@ class ExpertBank(nn.Module):
             out = F.gelu(x_ND[tok] @ self.w1_EDG[e]) @ self.w2_EGD[e]
             if weight_NK is not None:
                 out = out * weight_NK[tok, slot].unsqueeze(1)
-            y_ND = y_ND.index_add(0, tok, out)
+            y_ND = y_ND.index_add(0, tok, out.to(y_ND.dtype))
         return y_ND
 
     def _sorted(
@@ -120,9 +129,11 @@ class ExpertBank(nn.Module):
             # backward; so the last group is stretched over the dropped rows (computed with the
             # last expert, then zeroed, which also zeroes their gradient).
             offs_E = ends_E.to(torch.int32)
-            offs_E[-1] = e_M.shape[0]
-            h = F.gelu(torch._grouped_mm(xs_MD, self.w1_EDG, offs=offs_E))
-            ys_MD = torch._grouped_mm(h, self.w2_EGD, offs=offs_E)
+            offs_E[-1:].fill_(e_M.shape[0])  # fill_, not item assignment: no host-to-device copy
+            # autocast has no rule for _grouped_mm: cast to the compute dtype by hand.
+            dt = _compute_dtype(x_ND)
+            h = F.gelu(torch._grouped_mm(xs_MD.to(dt), self.w1_EDG.to(dt), offs=offs_E))
+            ys_MD = torch._grouped_mm(h, self.w2_EGD.to(dt), offs=offs_E)
             ys_MD = torch.where((es_M >= 0).unsqueeze(1), ys_MD, torch.zeros_like(ys_MD))
         else:
             ys_MD = self._padded_bmm(xs_MD, es_M, ends_E - counts_E, counts_E)

@@ -79,6 +79,8 @@ class VanillaMemory(MemoryLayer):
         B, T, D = x_BTD.shape
         scores_NF = self.keys(x_BTD.reshape(B * T, D))
         top_NK, cell_NK = scores_NF.topk(self.k, dim=-1)
-        y_ND = F.embedding_bag(cell_NK, self.values_FD, per_sample_weights=F.gelu(top_NK), mode="sum")
+        # Under autocast the scores are bf16; embedding_bag has no autocast rule, so match the table.
+        weight_NK = F.gelu(top_NK).to(self.values_FD.dtype)
+        y_ND = F.embedding_bag(cell_NK, self.values_FD, per_sample_weights=weight_NK, mode="sum")
         self.count_routing(cell_NK, B * T * self.k)
         return y_ND.reshape(B, T, D), x_BTD.new_zeros((), dtype=torch.float32)
