@@ -7,9 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from workbench import altup
 from workbench.altup import AltUp, SequenceAltUp
 from workbench.config import ModelConfig
 from workbench.errors import ConfigError
+from workbench.flops import fvcore_flops_per_token
 from workbench.memory import ForwardContext, config_from_dict
 from workbench.model import GPT, model_cost
 
@@ -159,6 +161,13 @@ def test_altup_golden_costs() -> None:
     assert (recycled.flops_per_token, recycled.params_total) == (60416, 28460)
     sequence = model_cost(tiny(altup_k=2, altup_variant="sequence"), V)
     assert (sequence.flops_per_token, sequence.params_total) == (32384, 28454)
+
+
+@pytest.mark.parametrize("variant", ["altup", "sequence"])
+def test_fvcore_sees_the_blocks_but_not_the_elementwise_predict_correct(variant: str) -> None:
+    cfg = tiny(altup_k=2, altup_variant=variant)
+    expected = model_cost(cfg, V).flops_per_token - altup.flops_per_token(cfg)
+    assert fvcore_flops_per_token(seeded(cfg), 16, V) == expected
 
 
 @pytest.mark.parametrize(

@@ -37,23 +37,25 @@ def run(layer, x_BTD, ids_BT=None):
 # --- pkm ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("query_norm", ["layernorm", "none"])
-def test_pkm_topk_equals_brute_force_over_all_products(query_norm: str) -> None:
-    layer = build(kind="pkm", n_keys=6, n_heads=2, k=4, d_key=8, query_norm=query_norm)
+@pytest.mark.parametrize(
+    ("n_keys", "k", "query_norm"), [(6, 4, "layernorm"), (6, 6, "none"), (16, 8, "layernorm")]
+)
+def test_pkm_topk_equals_brute_force_over_all_products(n_keys: int, k: int, query_norm: str) -> None:
+    layer = build(kind="pkm", n_keys=n_keys, n_heads=2, k=k, d_key=8, query_norm=query_norm)
     assert isinstance(layer, ProductKeyMemory)
-    x_ND = torch.randn(30, 16)
+    x_ND = torch.randn(200, 16)
     score_NHK, slot_NHK = layer.select(x_ND)
 
     q = layer.query(x_ND)
     if layer.norm is not None:
         q = layer.norm(q)
-    q_NH2Q = q.view(30, 2, 2, 4)
+    q_NH2Q = q.view(200, 2, 2, 4)
     for h in range(2):
-        # All n_keys**2 = 36 product scores, slot i*n_keys + j.
+        # All n_keys**2 product scores, slot i*n_keys + j.
         s1 = q_NH2Q[:, h, 0] @ layer.keys_HSCQ[h, 0].T
         s2 = q_NH2Q[:, h, 1] @ layer.keys_HSCQ[h, 1].T
-        full_N36 = (s1.unsqueeze(2) + s2.unsqueeze(1)).flatten(1)
-        top, idx = full_N36.topk(4, dim=-1)
+        full_NC2 = (s1.unsqueeze(2) + s2.unsqueeze(1)).flatten(1)
+        top, idx = full_NC2.topk(k, dim=-1)
         torch.testing.assert_close(score_NHK[:, h], top)
         assert torch.equal(slot_NHK[:, h], idx)
 

@@ -37,14 +37,16 @@ Choices where the paper leaves room (or where we could not check it):
   anchors would leave the other positions' tokens invisible to every later position (attention
   only runs among anchors), so the offset r rotates with the layer and every position is an
   anchor in some layer. The first r positions of a layer with offset r have no anchor at or
-  before them: they take the prediction alone (x̂_t with a(t) = t, no correction). The blocks'
-  memory layers see the anchors' token ids. Anchors attend over the anchors only, so their
+  before them: their prediction has no anchor term (x̂_t = p_1 x_t) and no correction. The
+  blocks' memory layers see the anchors' token ids. Anchors attend over the anchors only, so their
   attention context is about T/K.
 
 Analytic cost (see :func:`workbench.model.model_cost`): ``altup`` adds (K-1) V D embedding
 parameters and (K^2 + K) per layer; ``recycled`` only the latter; the predict step K^2 D and
 the correct step K D multiply-adds per token per layer (Sequence-AltUp: 2D + D). Sequence-AltUp
-runs layer l's block on n_l = ceil((T - r)/K) of the T positions, with context n_l.
+runs layer l's block on n_l = ceil((T - r)/K) of the T positions, with context n_l. The
+predict/correct work is element-wise (scalar times stream), which fvcore does not count: its
+figure is the analytic one less :func:`flops_per_token`.
 
 Shapes: B batch, T sequence, D model width, K AltUp blocks, S anchor positions, V vocabulary,
 L layers, X = K*D (or D) embedding width.
@@ -56,6 +58,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from workbench.config import ModelConfig
@@ -111,7 +114,12 @@ def flops_per_token(cfg: ModelConfig) -> int:
 
 
 class AltUp(nn.Module):
-    """Plain and Recycled AltUp: runs the blocks on a ``[B, T, K, D]`` stream."""
+    """Plain and Recycled AltUp: runs the blocks on K contiguous ``[B, T, D]`` streams.
+
+    The predict and correct steps are K^2 + K scalar multiply-adds over whole streams
+    (``addcmul``); a ``[K, K]`` matmul over the streams would contract over K <= 4 only, which
+    cuBLAS runs (and differentiates) far slower than these memory-bound element-wise kernels.
+    """
 
     def __init__(self, k: int, d_model: int, n_layers: int, recycled: bool) -> None:
         super().__init__()
@@ -123,19 +131,21 @@ class AltUp(nn.Module):
         self, tok_BTX: torch.Tensor, pos_TD: torch.Tensor, blocks: Sequence[nn.Module], ctx: ForwardContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The read-out ``[B, T, D]`` (mean of the K blocks) and the blocks' summed aux loss."""
-        B, T, _ = tok_BTX.shape
         K, D = self.k, self.d_model
-        wide_BTKD = tok_BTX.unsqueeze(2).expand(B, T, K, D) if self.recycled else tok_BTX.view(B, T, K, D)
-        x_BTKD = wide_BTKD + pos_TD.unsqueeze(1)
+        if self.recycled:
+            xs = [tok_BTX + pos_TD] * K
+        else:
+            xs = [tok_BTX[..., i * D : (i + 1) * D] + pos_TD for i in range(K)]
         aux = tok_BTX.new_zeros((), dtype=torch.float32)
         for layer, block in enumerate(blocks):
             j = layer % K
-            xhat_BTKD = torch.einsum("ij,btjd->btid", self.predict_LKK[layer], x_BTKD)
-            xtilde_BTD, layer_aux = block(xhat_BTKD[:, :, j], ctx)
-            delta_BTD = xtilde_BTD - xhat_BTKD[:, :, j]
-            x_BTKD = xhat_BTKD + self.correct_LK[layer].view(K, 1) * delta_BTD.unsqueeze(2)
+            p_KK, g_K = self.predict_LKK[layer], self.correct_LK[layer]
+            xhat = [_combine(p_KK[i], xs) for i in range(K)]
+            xtilde_BTD, layer_aux = block(xhat[j], ctx)
+            delta_BTD = xtilde_BTD - xhat[j]
+            xs = [torch.addcmul(xhat[i], g_K[i], delta_BTD) for i in range(K)]
             aux = aux + layer_aux
-        return x_BTKD.mean(2), aux
+        return torch.stack(xs).mean(0), aux
 
     def head_weight(self, wte_VX: torch.Tensor) -> torch.Tensor:
         """The tied LM head ``[V, D]``: the mean of the K embedding slices."""
@@ -144,8 +154,22 @@ class AltUp(nn.Module):
         return wte_VX.view(wte_VX.shape[0], self.k, self.d_model).mean(1)
 
 
+def _combine(w_K: torch.Tensor, xs: list[torch.Tensor]) -> torch.Tensor:
+    """``sum_j w_j xs[j]`` as a chain of multiply-adds (one kernel per term)."""
+    out = w_K[0] * xs[0]
+    for w, x in zip(w_K[1:], xs[1:], strict=True):
+        out = torch.addcmul(out, w, x)
+    return out
+
+
 class SequenceAltUp(nn.Module):
-    """Sequence-AltUp: layer l runs its block on positions r, r+K, ... (r = l mod K) only."""
+    """Sequence-AltUp: layer l runs its block on positions r, r+K, ... (r = l mod K) only.
+
+    Positions are grouped K at a time after a left pad of s = (K - r) mod K zeros, so each
+    group starts with its anchor and the predict/correct steps broadcast within groups (no
+    gathers). With s > 0 the first group's anchor is padding: its positions (t < r) have no
+    anchor, so the anchor term of their prediction is zero and they get no correction.
+    """
 
     def __init__(self, stride: int, n_layers: int) -> None:
         super().__init__()
@@ -157,25 +181,25 @@ class SequenceAltUp(nn.Module):
         self, tok_BTD: torch.Tensor, pos_TD: torch.Tensor, blocks: Sequence[nn.Module], ctx: ForwardContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
         x_BTD = tok_BTD + pos_TD
-        T, K = x_BTD.shape[1], self.stride
-        t_T = torch.arange(T, device=x_BTD.device)
+        B, T, D = x_BTD.shape
+        K = self.stride
         aux = tok_BTD.new_zeros((), dtype=torch.float32)
         for layer, block in enumerate(blocks):
             r = layer % K
             if r >= T:
                 continue
-            # a(t) = the latest anchor at or before t; positions before the first anchor use themselves.
-            anchor_T = t_T - (t_T - r).remainder(K)
-            has_anchor_T = anchor_T >= 0
-            anchor_T = torch.where(has_anchor_T, anchor_T, t_T)
-            slot_T = ((anchor_T - r) // K).clamp_min(0)
+            s = (K - r) % K
+            G = math.ceil((T + s) / K)
+            first = 1 if s else 0  # the first group's anchor is padding when s > 0
+            x_BGKD = F.pad(x_BTD, (0, 0, s, G * K - T - s)).view(B, G, K, D)
             p = self.predict_L2[layer]
-            xhat_BTD = p[0] * x_BTD + p[1] * x_BTD[:, anchor_T]
-            xhat_BSD = xhat_BTD[:, r::K]
+            xhat_BGKD = p[0] * x_BGKD + p[1] * x_BGKD[:, :, :1]
+            xhat_BSD = xhat_BGKD[:, first:, 0]
             ids = ctx.token_ids_BT[:, r::K] if ctx.token_ids_BT is not None else None
-            xtilde_BSD, layer_aux = block(xhat_BSD, ForwardContext(token_ids_BT=ids))
-            delta_BTD = (xtilde_BSD - xhat_BSD)[:, slot_T] * has_anchor_T.view(T, 1).to(x_BTD.dtype)
-            x_BTD = xhat_BTD + self.correct_L[layer] * delta_BTD
+            xtilde_BSD, layer_aux = block(xhat_BSD.contiguous(), ForwardContext(token_ids_BT=ids))
+            delta_BGD = F.pad(xtilde_BSD - xhat_BSD, (0, 0, first, 0))
+            x_BGKD = xhat_BGKD + self.correct_L[layer] * delta_BGD.unsqueeze(2)
+            x_BTD = x_BGKD.view(B, G * K, D)[:, s : s + T]
             aux = aux + layer_aux
         return x_BTD, aux
 
