@@ -180,3 +180,11 @@ def test_fixing_a_parent_drops_children_whose_condition_cannot_hold() -> None:
     assert "memory.n_experts" not in space.params and "memory.expert_width" not in space.params
     kept = moe_space().with_overrides({"memory.kind": "switch"})
     assert "memory.n_experts" in kept.params
+
+
+def test_cover_lists_one_point_per_value_and_survives_json() -> None:
+    space = Space("c", {"memory.kind": Categorical(["dense", "switch"]), "train.lr": 1e-3}, cover=["memory.kind"])
+    assert space.cover_points() == [{"memory.kind": "dense"}, {"memory.kind": "switch"}]
+    assert Space.from_json(space.to_json()).cover == ("memory.kind",)
+    with pytest.raises(SpaceError, match="only an unconditional Categorical"):
+        Space("c", {"train.lr": Float(1e-3, 1e-2)}, cover=["train.lr"])

@@ -169,6 +169,8 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
     ingest_study(store, study, storage_url)
     already = finished_count(study)
     remaining = max(0, target - already)
+    for point in space.cover_points():
+        study.enqueue_trial(point, skip_if_exists=True)
     if opts.sampler == "grid":
         n = enqueue_grid(study, space)
         remaining = max(0, min(remaining, n - already)) if opts.trials is None else remaining

@@ -36,6 +36,9 @@ from workbench.space._params import (
 if TYPE_CHECKING:
     import optuna
 
+# Parameters named "aux.<name>" are sampled or derived like any other but are not config
+# fields: they let one sampled quantity drive several knobs (e.g. k and block size).
+AUX = "aux."
 COST_NAMES = (
     "cost.flops_per_token",
     "cost.params_total",
@@ -84,6 +87,7 @@ class Space:
         ),
         budget: Budget | None = None,
         trials: int = 20,
+        cover: Sequence[str] = (),
         description: str = "",
     ) -> None:
         if not name or not isinstance(name, str):
@@ -99,6 +103,7 @@ class Space:
         if trials < 1:
             raise SpaceError(f"space {name!r}: trials must be >= 1, got {trials}")
         self.trials = trials
+        self.cover = tuple(cover)
         self._validate()
 
     # ----------------------------------------------------------------- validation
@@ -142,14 +147,22 @@ class Space:
                 self._check_memory_knob(name, param, kinds or ["dense"])
         for c in self.constraints:
             self._check_expr(f"constraint {c.label()!r}", c.expr, allowed=set(self.params) | set(COST_NAMES))
+        for name in self.cover:
+            param = self.params.get(name)
+            if not isinstance(param, Categorical) or param.when:
+                raise SpaceError(
+                    f"cover={name!r}: only an unconditional Categorical parameter can be covered "
+                    "(each of its values is tried once before the sampler takes over)"
+                )
 
     def _check_name(self, name: str) -> None:
         section, _, field = name.partition(".")
-        if section == "memory" and field:
+        if section in ("memory", "aux") and field:
             return
         if section not in _SECTION_FIELDS or not field:
             raise SpaceError(
-                f"parameter {name!r}: names are '<section>.<field>' with section data, model, memory or train"
+                f"parameter {name!r}: names are '<section>.<field>' with section data, model, memory or train "
+                "(or 'aux.<name>' for a helper value that is not a config field)"
             )
         if field not in _SECTION_FIELDS[section]:
             close = difflib.get_close_matches(field, _SECTION_FIELDS[section], n=1)
@@ -232,7 +245,8 @@ class Space:
         """Turn sampled values into a typed config and check the constraints (no training)."""
         from workbench.model import model_cost
 
-        flat = {"train.tokens": self.budget.tokens, "train.seconds": self.budget.seconds, **values}
+        config_values = {k: v for k, v in values.items() if not k.startswith(AUX)}
+        flat = {"train.tokens": self.budget.tokens, "train.seconds": self.budget.seconds, **config_values}
         config = trial_config_from_flat(flat)
         cost = dataclasses.asdict(model_cost(config.model, _vocab_size_hint(config)))
         scope = {**values, **{f"cost.{k}": v for k, v in cost.items()}}
@@ -323,8 +337,18 @@ class Space:
             objectives=self.objectives,
             budget=budget,
             trials=self.trials,
+            cover=[c for c in self.cover if isinstance(params.get(c), Categorical)],
             description=self.description,
         )
+
+    def cover_points(self) -> list[dict[str, Any]]:
+        """One partial point per value of each covered parameter, tried before sampling."""
+        points = []
+        for name in self.cover:
+            param = self.params[name]
+            assert isinstance(param, Categorical)
+            points.extend({name: value} for value in param.choices)
+        return points
 
     @property
     def directions(self) -> list[str]:
@@ -340,6 +364,7 @@ class Space:
             "objectives": [o.to_json() for o in self.objectives],
             "budget": self.budget.to_json(),
             "trials": self.trials,
+            "cover": list(self.cover),
         }
 
     @classmethod
@@ -352,6 +377,7 @@ class Space:
             objectives=[Objective(o["name"], o["direction"]) for o in data["objectives"]],
             budget=Budget(**data["budget"]),
             trials=data.get("trials", 20),
+            cover=data.get("cover", ()),
             description=data.get("description", ""),
         )
 
