@@ -68,5 +68,5 @@ class StudyProgress:
         self.progress.update(
             self.trials, info=", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
         )
-        if self.enabled:
-            self.progress.console.print(line)
+        # One line per trial even without bars: logs of long runs need it.
+        self.progress.console.print(line)
