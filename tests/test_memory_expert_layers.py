@@ -21,7 +21,7 @@ from workbench.memory.switch import SwitchConfig
 from workbench.memory.vanilla import VanillaConfig
 
 D, V, T = 16, 64, 12
-CTX = LayerContext(d_model=D, vocab_size=V, seq_len=T)
+CTX = LayerContext(d_model=D, vocab_size=V, seq_len=T, token_counts=1000.0 / np.arange(1, V + 1))
 
 
 def _ffn(bank: ExpertBank, e: int, x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +69,9 @@ def test_balanced_hash_evens_the_load_on_a_skewed_frequency_table() -> None:
 
 
 def test_balanced_hash_without_counts_deals_token_ids_round_robin() -> None:
-    table = hash_table(HashConfig(variant="balanced", n_experts=8), CTX)[:, 0]
+    ctx = LayerContext(d_model=D, vocab_size=V, seq_len=T)
+    with pytest.warns(UserWarning, match="without LayerContext.token_counts"):
+        table = hash_table(HashConfig(variant="balanced", n_experts=8), ctx)[:, 0]
     assert torch.equal(table, torch.arange(V) % 8)
 
 

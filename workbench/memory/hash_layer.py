@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +157,12 @@ def hash_table(cfg: HashConfig, ctx: LayerContext) -> torch.Tensor:
 
 
 def _balanced_table(token_counts: object, V: int, E: int) -> torch.Tensor:
+    if token_counts is None:
+        warnings.warn(
+            "hash variant 'balanced' built without LayerContext.token_counts: every token counts "
+            "the same, so the table is token_id % n_experts (balanced over the vocabulary only)",
+            stacklevel=3,
+        )
     counts = np.ones(V) if token_counts is None else np.asarray(token_counts, dtype=np.float64)
     if counts.shape != (V,):
         raise ValueError(f"token_counts has shape {counts.shape}, expected ({V},)")
