@@ -186,5 +186,21 @@ def test_cover_lists_one_point_per_value_and_survives_json() -> None:
     space = Space("c", {"memory.kind": Categorical(["dense", "switch"]), "train.lr": 1e-3}, cover=["memory.kind"])
     assert space.cover_points() == [{"memory.kind": "dense"}, {"memory.kind": "switch"}]
     assert Space.from_json(space.to_json()).cover == ("memory.kind",)
-    with pytest.raises(SpaceError, match="only an unconditional Categorical"):
+    with pytest.raises(SpaceError, match="only a Categorical parameter"):
         Space("c", {"train.lr": Float(1e-3, 1e-2)}, cover=["train.lr"])
+
+
+def test_cover_of_a_conditional_parameter_sets_its_parents() -> None:
+    space = Space(
+        "c",
+        {
+            "memory.kind": Categorical(["switch", "hash"]),
+            "memory.variant": Categorical(["random", "bigram"], when={"memory.kind": "hash"}),
+            "memory.n_hashes": Categorical([2], when={"memory.variant": "bigram"}),
+        },
+        cover=["memory.variant"],
+    )
+    assert space.cover_points() == [
+        {"memory.kind": "hash", "memory.variant": "random"},
+        {"memory.kind": "hash", "memory.variant": "bigram"},
+    ]

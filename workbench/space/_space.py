@@ -149,10 +149,10 @@ class Space:
             self._check_expr(f"constraint {c.label()!r}", c.expr, allowed=set(self.params) | set(COST_NAMES))
         for name in self.cover:
             param = self.params.get(name)
-            if not isinstance(param, Categorical) or param.when:
+            if not isinstance(param, Categorical) or self._enabling_values(param) is None:
                 raise SpaceError(
-                    f"cover={name!r}: only an unconditional Categorical parameter can be covered "
-                    "(each of its values is tried once before the sampler takes over)"
+                    f"cover={name!r}: only a Categorical parameter whose conditions name categorical "
+                    "parents can be covered (each of its values is tried once before the sampler takes over)"
                 )
 
     def _check_name(self, name: str) -> None:
@@ -176,7 +176,7 @@ class Space:
         from workbench import memory
 
         knob = name.split(".", 1)[1]
-        applicable = list(param.when.get("memory.kind", kinds))
+        applicable = [k for k in kinds if k in self._kinds_where_active(param, kinds)]
         lacking = [k for k in applicable if knob not in memory.knobs(str(k))]
         if lacking:
             hint = (
@@ -188,6 +188,16 @@ class Space:
                 f"parameter {name!r}: memory layer {lacking[0]!r} has no knob {knob!r} "
                 f"(its knobs: {', '.join(memory.knobs(str(lacking[0]))) or 'none'}){hint}"
             )
+
+    def _kinds_where_active(self, param: Param, kinds: list[Any]) -> list[Any]:
+        """The memory kinds under which ``param`` can be active, following conditions transitively."""
+        possible = list(kinds)
+        for parent, allowed in param.when.items():
+            if parent == "memory.kind":
+                possible = [k for k in possible if k in allowed]
+            elif parent in self.params:
+                possible = [k for k in possible if k in self._kinds_where_active(self.params[parent], kinds)]
+        return possible
 
     def _check_expr(self, what: str, expr: str, allowed: set[str]) -> None:
         try:
@@ -337,18 +347,38 @@ class Space:
             objectives=self.objectives,
             budget=budget,
             trials=self.trials,
-            cover=[c for c in self.cover if isinstance(params.get(c), Categorical)],
+            cover=[c for c in self.cover if isinstance(params.get(c), Categorical) and c in params],
             description=self.description,
         )
 
     def cover_points(self) -> list[dict[str, Any]]:
-        """One partial point per value of each covered parameter, tried before sampling."""
+        """One partial point per value of each covered parameter, tried before sampling.
+
+        A conditional parameter's point also sets its parents to values that activate it.
+        """
         points = []
         for name in self.cover:
             param = self.params[name]
             assert isinstance(param, Categorical)
-            points.extend({name: value} for value in param.choices)
+            parents = self._enabling_values(param) or {}
+            points.extend({**parents, name: value} for value in param.choices)
         return points
+
+    def _enabling_values(self, param: Param) -> dict[str, Any] | None:
+        """Sampled parent values that make ``param`` active, or None if not expressible."""
+        values: dict[str, Any] = {}
+        for parent, allowed in param.when.items():
+            parent_param = self.params.get(parent)
+            if isinstance(parent_param, Fixed):
+                continue
+            if not isinstance(parent_param, Categorical):
+                return None
+            upstream = self._enabling_values(parent_param)
+            if upstream is None:
+                return None
+            values.update(upstream)
+            values[parent] = next(v for v in parent_param.choices if v in allowed)
+        return values
 
     @property
     def directions(self) -> list[str]:
