@@ -224,6 +224,25 @@ def data(
     )
 
 
+@app.command("app")
+def app_command(
+    store: Annotated[str, typer.Option(help=STORE_HELP)] = DEFAULT_STORE,
+    port: Annotated[int, typer.Option(help="TCP port of the web app.")] = 8501,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; the default serves this machine only.")
+    ] = "127.0.0.1",
+) -> None:
+    """Start the Streamlit app on the store (read-only): Pareto fronts, trials, grids, importance, SQL.
+
+    It keeps working while `workbench run` writes to the same store and shows new trials as they land.
+    """
+    from workbench.explore import run_app, streamlit_command
+
+    argv, env = streamlit_command(store, port, host)
+    typer.echo(f"Sparse Memory Workbench app on http://{host}:{port} (store {store}); Ctrl-C stops it", err=True)
+    raise typer.Exit(run_app(argv, env))
+
+
 def _print_front(store: str, study_name: str, x: str = "flops_per_token") -> None:
     from workbench.store import Store
 
