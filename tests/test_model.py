@@ -91,3 +91,13 @@ def test_placement_mixes_memory_and_dense_layers() -> None:
 def test_heads_must_divide_width() -> None:
     with pytest.raises(ConfigError, match="model.n_heads"):
         model_cost(ModelConfig(d_model=30, n_heads=4), 100)
+
+
+def test_training_set_token_counts_reach_the_memory_layers() -> None:
+    import numpy as np
+
+    counts = np.arange(100, dtype=np.int64)
+    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, seq_len=16, memory=config_from_dict({"kind": "dense"}))
+    from workbench.model import layer_configs
+
+    assert all(ctx.token_counts is counts for _, ctx in layer_configs(cfg, 100, counts))

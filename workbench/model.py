@@ -114,6 +114,7 @@ def layer_configs(
             seq_len=cfg.seq_len,
             layer_index=i,
             n_layers=cfg.n_layers,
+            token_counts=token_counts,
         )
         layer_cfg = cfg.memory if is_memory else dense
         layer_cfg.validate(ctx)
