@@ -127,3 +127,13 @@ def test_help_explains_the_run_command() -> None:
     assert result.returncode == 0
     for flag in ("--trials", "--timeout", "--study-name", "--storage", "--store", "--device", "--seed", "--sampler"):
         assert flag in result.stdout
+
+
+def test_readme_layer_table_lists_every_registered_layer() -> None:
+    from workbench import memory
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    table = readme.split("## Memory layers", 1)[1].split("\n## ", 1)[0]
+    for name in memory.names():
+        cls = memory.get(name)
+        assert f"| `{name}` | {cls.paper} |" in table, f"README's layer table lacks {name!r}"
