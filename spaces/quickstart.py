@@ -29,4 +29,6 @@ space = Space(
     objectives=[Objective("val_ppl", "minimize"), Objective("flops_per_token", "minimize")],
     budget=Budget(tokens=160_000),
     trials=10,
+    # Both designs are trained first; the sampler then explores widths and learning rates.
+    cover=["memory.kind"],
 )
