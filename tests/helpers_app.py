@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,8 @@ import pandas as pd
 from workbench.store import Store
 
 
-def _tiny_space_file(root: Path, name: str) -> Path:
+def tiny_space_file(root: Path, name: str = "tiny") -> Path:
+    """The tiny space of ``tests/conftest.py`` (byte-level corpus of a few sentences) under ``root``."""
     from conftest import SENTENCES, TINY_SPACE
 
     corpus = root / "corpus.txt"
@@ -34,15 +36,49 @@ def _tiny_space_file(root: Path, name: str) -> Path:
 def run_tiny_study(
     root: Path, store: Path, trials: int, study_name: str = "tiny", sampler: str = "grid"
 ) -> None:
-    """Train ``trials`` designs of the tiny space on CPU into ``store`` (about 1 s a trial)."""
+    """Train ``trials`` designs of the tiny space on CPU into ``store`` (about 1 s a trial).
+
+    Token caches go under ``root`` (or ``$WORKBENCH_TEST_CACHE``), never to the user's cache.
+    """
+    import pytest
+
     from workbench.space import load_space
     from workbench.study import StudyOptions, apply_overrides, run_study
 
-    space = apply_overrides(load_space(_tiny_space_file(root, study_name)), {}, seed=0)
+    space = apply_overrides(load_space(tiny_space_file(root, study_name)), {}, seed=0)
     opts = StudyOptions(
         trials=trials, store=str(store), device="cpu", sampler=sampler, progress=False, study_name=study_name
     )
-    run_study(space, opts)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBENCH_CACHE", os.environ.get("WORKBENCH_TEST_CACHE") or str(root / "cache"))
+        run_study(space, opts)
+
+
+# Built once per test session, shared by every app test module (a fixture imported into several
+# modules would be built once per module).
+_BUILT: dict[str, Path] = {}
+
+
+def session_store(name: str, factory: Any) -> Path:
+    """One of the fixture stores, built on first use: ``real`` (a 6-trial tiny study, dense and
+    switch), ``failed`` (a study whose first trial crashed), ``empty``, ``synthetic`` (2 studies
+    of 400 synthetic trials)."""
+    if name not in _BUILT:
+        root = factory.mktemp(f"app-{name}")
+        path = root / "wb.duckdb"
+        if name == "real":
+            run_tiny_study(root, path, trials=6)
+        elif name == "failed":
+            with first_trial_crashes():
+                run_tiny_study(root, path, trials=2, study_name="crashy", sampler="random")
+        elif name == "empty":
+            empty_store(path)
+        elif name == "synthetic":
+            write_synthetic_store(path, 400, studies=("synth-a", "synth-b"))
+        else:
+            raise ValueError(f"unknown fixture store '{name}'")
+        _BUILT[name] = path
+    return _BUILT[name]
 
 
 @contextmanager

@@ -58,7 +58,7 @@ with st.sidebar:
     extra = st.multiselect(
         "More filters", extra_options, key="pareto_more_filters", placeholder="any parameter or metric"
     )
-    extra_infos = explore.describe_columns(trials, [c for c in extra if c not in infos])
+    extra_infos = explore.describe_columns(trials, [c for c in extra if c not in infos], ranges=metric_cols)
     filters = []
     for column in [*design, *extra]:
         info = infos.get(column) or extra_infos[column]

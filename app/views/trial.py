@@ -100,7 +100,9 @@ with tabs[2]:
         st.caption("Config as trained")
         st.json(detail.config, expanded=2)
 with tabs[3]:
-    st.dataframe(detail.metrics.assign(value=detail.metrics["value"].astype(float)), hide_index=True)
+    st.dataframe(
+        detail.metrics, hide_index=True, column_config={"value": st.column_config.NumberColumn(format="%.6g")}
+    )
 with tabs[4]:
     if not detail.provenance:
         st.info("No provenance was recorded for this trial.")

@@ -139,10 +139,11 @@ class ParamInfo(NamedTuple):
 
 
 def describe_columns(
-    trials: pd.DataFrame, columns: Iterable[str], sampled: Iterable[str] = ()
+    trials: pd.DataFrame, columns: Iterable[str], sampled: Iterable[str] = (), ranges: Iterable[str] = ()
 ) -> dict[str, ParamInfo]:
-    """A :class:`ParamInfo` per column: categorical when non-numeric or with few distinct values."""
-    sampled = set(sampled)
+    """A :class:`ParamInfo` per column: categorical when non-numeric or with few distinct values,
+    except the ``ranges`` columns (metrics), which are numeric ranges whenever they are numbers."""
+    sampled, ranges = set(sampled), set(ranges)
     infos = {}
     for name in columns:
         col = trials[name]
@@ -150,7 +151,7 @@ def describe_columns(
         present = col.dropna()
         numeric = pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present)
         distinct = present.unique()
-        if not numeric or len(distinct) <= MAX_CATEGORIES:
+        if not numeric or (len(distinct) <= MAX_CATEGORIES and name not in ranges):
             values = sorted(distinct.tolist(), key=_sort_key) + ([MISSING] if missing else [])
             infos[name] = ParamInfo(name, True, values, math.nan, math.nan, missing, name in sampled)
         else:
@@ -182,7 +183,7 @@ class Filter:
             wanted = [v for v in self.values if not (isinstance(v, str) and v == MISSING)]
             keep = col.isin(wanted).to_numpy()
             if MISSING in self.values:
-                keep |= col.isna().to_numpy()
+                keep = keep | col.isna().to_numpy()
             return keep
         values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         keep_N = np.isnan(values)

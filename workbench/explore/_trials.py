@@ -70,20 +70,22 @@ def load_trial_detail(store: Store, key: str) -> TrialDetail:
 
 
 def _metrics(row: dict[str, Any]) -> pd.DataFrame:
-    rows = [(m, a.label, row.get(m)) for m, a in METRICS.items() if row.get(m) is not None]
+    rows = [(m, a.label, float(row[m])) for m, a in METRICS.items() if row.get(m) is not None]
     known = {m for m, _, _ in rows}
     extra = json.loads(row["metrics_json"]) if isinstance(row.get("metrics_json"), str) else {}
-    rows += [(k, k, v) for k, v in sorted(extra.items()) if k not in known and isinstance(v, int | float)]
+    rows += [
+        (k, k, float(v)) for k, v in sorted(extra.items()) if k not in known and isinstance(v, int | float)
+    ]
     return pd.DataFrame(rows, columns=["metric", "label", "value"])
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
+    if value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
     if isinstance(value, pd.Timestamp):
         return value.to_pydatetime()
-    if isinstance(value, float) and np.isnan(value):
-        return None
     return value
 
 

@@ -1,0 +1,328 @@
+"""workbench.explore: the analyses behind the app, on a real tiny study and on synthetic stores."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_app import session_store, synthetic_trials, write_synthetic_store
+
+from workbench import explore
+from workbench.explore import MISSING, ExploreError, Filter
+from workbench.pareto import non_dominated_mask
+from workbench.store import Store
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return Store.open(session_store("real", tmp_path_factory), read_only=True)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return Store.open(session_store("synthetic", tmp_path_factory), read_only=True)
+
+
+# --- the front ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("x_dir", ["minimize", "maximize"])
+@pytest.mark.parametrize("seed", range(4))
+def test_front_mask_matches_the_quadratic_definition(seed: int, x_dir: str) -> None:
+    rng = np.random.default_rng(seed)
+    n = 300
+    # Few distinct values: many ties in x, in y and in both; some NaN.
+    df = pd.DataFrame({"x": rng.integers(0, 25, n).astype(float), "y": rng.integers(0, 25, n).astype(float)})
+    df.loc[rng.choice(n, 10, replace=False), "x"] = np.nan
+    expected = non_dominated_mask(df, [("x", x_dir), ("y", "minimize")])
+    got = explore.front_mask(df["x"], df["y"], x_dir, "minimize")  # type: ignore[arg-type]
+    assert got.tolist() == expected.tolist()
+
+
+def test_front_mask_edge_cases() -> None:
+    assert explore.front_mask([], [], "minimize", "minimize").tolist() == []
+    assert explore.front_mask([np.nan], [1.0], "minimize", "minimize").tolist() == [False]
+    assert explore.front_mask([1, 1], [2, 2], "minimize", "minimize").tolist() == [True, True]
+    assert explore.front_mask([1, 2, 3], [3, 2, 1], "minimize", "minimize").tolist() == [True] * 3
+
+
+# --- keys, filters, labels ---------------------------------------------------------------------------
+
+
+def test_trial_keys_round_trip_and_come_from_a_plotly_selection() -> None:
+    assert explore.parse_trial_key(explore.trial_key("my#study", 12)) == ("my#study", 12)
+    with pytest.raises(ExploreError, match="STUDY#NUMBER"):
+        explore.parse_trial_key("nope")
+    selection = {
+        "points": [{"customdata": ["a#1"]}, {"customdata": ["b#2"]}, {"customdata": ["a#1"]}, {"x": 1}]
+    }
+    assert explore.keys_from_selection(selection) == ["a#1", "b#2"]
+    assert explore.keys_from_selection(None) == []
+
+
+def test_filters_keep_missing_values_only_when_asked() -> None:
+    df = pd.DataFrame({"kind": ["dense", "switch", "pkm"], "k": [np.nan, 2.0, 8.0], "lr": [1e-3, 3e-3, 1e-2]})
+    kinds = Filter(column="kind", values=("switch", "pkm"))
+    assert explore.apply_filters(df, [kinds])["kind"].tolist() == ["switch", "pkm"]
+    assert explore.apply_filters(df, [Filter(column="k", values=(2.0,))])["kind"].tolist() == ["switch"]
+    assert explore.apply_filters(df, [Filter(column="k", values=(2.0, MISSING))])["kind"].tolist() == [
+        "dense",
+        "switch",
+    ]
+    # A range does not drop trials that lack the parameter (a dense layer has no k).
+    assert explore.apply_filters(df, [Filter(column="k", low=1, high=4)])["kind"].tolist() == [
+        "dense",
+        "switch",
+    ]
+    assert explore.apply_filters(df, [Filter(column="lr", high=5e-3), kinds])["kind"].tolist() == ["switch"]
+    with pytest.raises(ExploreError, match="cannot filter on 'nope'"):
+        explore.apply_filters(df, [Filter(column="nope", low=0)])
+
+
+def test_describe_columns_decides_widgets() -> None:
+    df = pd.DataFrame(
+        {"kind": ["a", "b", None], "d": [64, 128, 64], "lr": np.linspace(1e-3, 1e-2, 3), "c": [1, 1, 1]}
+    )
+    df = pd.concat([df] * 10, ignore_index=True).assign(lr=np.linspace(1e-3, 1e-2, 30))
+    info = explore.describe_columns(df, ["kind", "d", "lr", "c"], sampled=["kind"])
+    assert info["kind"].categorical and info["kind"].values == ["a", "b", MISSING] and info["kind"].sampled
+    assert info["d"].categorical and info["d"].values == [64, 128]
+    assert not info["lr"].categorical and info["lr"].low == pytest.approx(1e-3) and info["lr"].varies
+    assert not info["c"].varies
+
+
+def test_design_lines_put_the_kind_first_and_skip_missing_parameters() -> None:
+    df = pd.DataFrame(
+        {"model.d_model": [64, 128], "memory.kind": ["switch", "dense"], "memory.n_experts": [8.0, np.nan]}
+    )
+    lines = explore.design_lines(df, ["model.d_model", "memory.kind", "memory.n_experts"])
+    assert lines.tolist() == ["switch · d_model=64 · n_experts=8", "dense · d_model=128"]
+
+
+# --- Pareto info and figure --------------------------------------------------------------------------
+
+
+def test_pareto_info_per_study_fronts_filters_and_log_axes() -> None:
+    a, b = synthetic_trials(300, "a", seed=1), synthetic_trials(200, "b", seed=2)
+    trials = pd.concat([a, b], ignore_index=True)
+    trials.loc[0, "flops_per_token"] = 0  # not drawable on a log axis
+    info = explore.get_pareto_info(trials, "flops_per_token", design_params=["memory.kind", "model.d_model"])
+    assert (info.n_trials, info.n_unplottable, len(info.points)) == (500, 1, 499)
+    for study, front in info.fronts.groupby("study_name"):
+        part = info.points[info.points["study_name"] == study]
+        expected = non_dominated_mask(part, [("flops_per_token", "minimize"), ("val_ppl", "minimize")])
+        assert set(front["key"]) == set(part.loc[expected, "key"])
+        assert front["flops_per_token"].is_monotonic_increasing and front["val_ppl"].is_monotonic_decreasing
+    assert info.points["design"].str.match(r"^(dense|switch|pkm|avgk|hash) · d_model=\d+$").all()
+
+    only_dense = explore.get_pareto_info(
+        trials, "flops_per_token", filters=[Filter(column="memory.kind", values=("dense",))]
+    )
+    assert set(only_dense.points["memory.kind"]) == {"dense"}
+    assert only_dense.n_filtered_out == (trials["memory.kind"] != "dense").sum()
+
+    fast = explore.get_pareto_info(trials, "tokens_per_s", log_x=False)
+    assert fast.x.direction == "maximize" and fast.n_unplottable == 0
+    assert fast.fronts.groupby("study_name")["tokens_per_s"].apply(lambda s: s.is_monotonic_decreasing).all()
+
+
+def test_pareto_figure_draws_points_fronts_and_switches_to_webgl() -> None:
+    small = explore.get_pareto_info(synthetic_trials(200, "s"), symbol="model.d_model")
+    fig = small.points.pipe(lambda _: explore.pareto_figure(small))
+    kinds = {t.type for t in fig.data}
+    assert kinds == {"scatter"}
+    points = [t for t in fig.data if not t.name.startswith("front")]
+    assert sum(len(t.x) for t in points) == len(small.points)
+    assert {t.marker.symbol for t in points} >= {"circle", "square", "diamond"}  # three d_model values
+    fronts = [t for t in fig.data if t.name.startswith("front") and t.mode == "lines"]
+    assert len(fronts) == 1 and fronts[0].line.shape == "hv"
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+
+    big = explore.get_pareto_info(synthetic_trials(explore.WEBGL_MIN_POINTS, "b"))
+    assert {t.type for t in explore.pareto_figure(big).data if not t.name.startswith("front")} == {
+        "scattergl"
+    }
+
+
+def test_front_steps_run_on_to_the_costliest_design() -> None:
+    trials = pd.DataFrame(
+        {
+            "study_name": "s",
+            "trial_number": [0, 1, 2],
+            "memory.kind": "dense",
+            "flops_per_token": [1.0, 2.0, 4.0],
+            "val_ppl": [10.0, 8.0, 9.0],
+        }
+    )
+    info = explore.get_pareto_info(trials)
+    xs, ys = explore.front_steps(info.fronts, info, info.points["flops_per_token"])
+    assert (xs, ys) == ([1.0, 2.0, 4.0], [10.0, 8.0, 8.0])
+
+
+# --- studies, trials, comparison ---------------------------------------------------------------------
+
+
+def test_studies_overview_of_a_real_study(real: Store) -> None:
+    overview = explore.studies_overview(real.studies(), real.trials(with_params=False))
+    row = overview.iloc[0]
+    assert (row["study_name"], row["n_trials"], row["n_complete"]) == ("tiny", 6, 6)
+    best = real.sql("SELECT trial_number, val_ppl FROM trials ORDER BY val_ppl LIMIT 1").iloc[0]
+    assert row["best_val_ppl"] == pytest.approx(best["val_ppl"]) and row["best_trial"] == best["trial_number"]
+    assert [o.column for o in explore.study_objectives(real.studies(), "tiny")] == [
+        "val_ppl",
+        "flops_per_token",
+    ]
+    assert explore.studies_overview(real.studies().iloc[:0], real.trials(with_params=False)).empty
+
+
+def test_trial_detail_of_a_real_switch_trial(real: Store) -> None:
+    number = int(
+        real.sql("SELECT min(trial_number) AS n FROM trials WHERE memory_kind = 'switch'")["n"].iloc[0]
+    )
+    detail = explore.load_trial_detail(real, explore.trial_key("tiny", number))
+    assert detail.row["status"] == "complete" and detail.config["memory"]["kind"] == "switch"
+    params = detail.params.set_index("name")
+    assert params.loc["memory.kind", "sampled"] and not params.loc["model.d_model", "sampled"]
+    assert {"train_loss", "val_loss", "lr"} <= set(detail.curves["metric"])
+    assert len(detail.routing) == 1 and 0 < detail.routing["entropy_ratio"].iloc[0] <= 1
+    assert detail.routing_load["load"].sum() == pytest.approx(1.0, abs=1e-6)
+    assert detail.provenance["device"] == "cpu" and "torch" in detail.packages
+    assert detail.metrics.set_index("metric").loc["val_ppl", "value"] == pytest.approx(detail.row["val_ppl"])
+    assert explore.curves_figure(detail.curves).data and explore.routing_load_figure(detail.routing_load).data
+    with pytest.raises(ExploreError, match="no trial tiny#99"):
+        explore.load_trial_detail(real, "tiny#99")
+
+
+def test_param_differences_and_metric_table(real: Store) -> None:
+    trials = real.trials("tiny")
+    keys = ["tiny#0", "tiny#5"]
+    diff = explore.param_differences(trials, keys)
+    assert list(diff.columns) == ["differs", *keys]
+    assert not diff.loc["model.d_model", "differs"] and diff.loc["memory.kind", "differs"]
+    only = explore.param_differences(trials, keys, only_different=True)
+    assert only["differs"].all() and "memory.kind" in only.index and "model.d_model" not in only.index
+    metrics = explore.metric_table(trials, keys)
+    assert metrics.loc["validation perplexity", "best"] in keys
+    curves = explore.curves_of(real, keys)
+    fig = explore.compare_curves_figure(curves, explore.trial_labels(trials, keys), "val_loss")
+    assert len(fig.data) == 2
+
+
+# --- grid ----------------------------------------------------------------------------------------------
+
+
+def test_grid_from_the_store_xarray_view(synth: Store) -> None:
+    ds = synth.to_xarray("synth-a", "val_ppl", ["memory.block_size", "memory.kind"], "min")
+    info = explore.get_grid_info(ds, rows="memory.kind", cols="memory.block_size")
+    trials = synth.trials("synth-a", "complete")
+    expected = trials.groupby(["memory.kind", trials["memory.block_size"].fillna(-1)])["val_ppl"].min()
+    cells = info.cells.set_index(["row", "col"])["value"]
+    assert cells[("switch", "16")] == pytest.approx(expected[("switch", 16.0)])
+    assert cells[("dense", MISSING)] == pytest.approx(expected[("dense", -1.0)])  # dense has no block size
+    assert explore.heatmap_figure(info).data[0].type == "heatmap"
+    assert len(explore.lines_figure(info).data) == trials["memory.kind"].nunique()
+
+
+def test_grid_bands_combine_cells_exactly(synth: Store) -> None:
+    dims = ["memory.block_size", "memory.kind", "flops_per_token"]
+    ds = synth.to_xarray("synth-a", "val_ppl", dims, "mean")
+    info = explore.get_grid_info(
+        ds, rows="memory.kind", cols="memory.block_size", facet="flops_per_token", bands=3
+    )
+    assert len(info.facets) == 3 and info.facet == "flops_per_token"
+    # A band's mean is the mean over its trials, not the mean of its cells' means.
+    trials = synth.trials("synth-a", "complete")
+    edges = np.geomspace(trials["flops_per_token"].min(), trials["flops_per_token"].max(), 4)
+    band = np.clip(np.searchsorted(edges, trials["flops_per_token"], side="right") - 1, 0, 2)
+    part = trials[(band == 0) & (trials["memory.kind"] == "pkm") & (trials["memory.block_size"] == 4)]
+    cell = info.cells[
+        (info.cells["facet"] == info.facets[0]) & (info.cells["row"] == "pkm") & (info.cells["col"] == "4")
+    ]
+    assert cell["value"].iloc[0] == pytest.approx(part["val_ppl"].mean()) and cell["count"].iloc[0] == len(
+        part
+    )
+    assert len(explore.lines_figure(info).layout.annotations) == 3  # one panel title per band
+    median = synth.to_xarray("synth-a", "val_ppl", dims, "median")
+    with pytest.raises(ExploreError, match="median cannot be combined"):
+        explore.get_grid_info(median, rows="memory.kind", cols="memory.block_size", facet="flops_per_token")
+
+
+def test_grid_guards(synth: Store) -> None:
+    trials = synth.trials("synth-a", "complete")
+    axes = explore.grid_axes(trials, explore.param_columns(trials))
+    assert "memory.kind" in axes and "train.lr" not in axes and "data.corpus" not in axes
+    with pytest.raises(ExploreError, match="different parameters"):
+        explore.check_grid(trials, ["memory.kind", "memory.kind"])
+    with pytest.raises(ExploreError, match="cells"):
+        explore.check_grid(
+            pd.concat([trials] * 30, ignore_index=True).assign(a=range(12000), b=range(12000)), ["a", "b"]
+        )
+
+
+# --- importance ----------------------------------------------------------------------------------------
+
+
+def test_importance_finds_what_drives_each_objective(synth: Store) -> None:
+    trials = synth.trials("synth-a", "complete")
+    params = ["memory.kind", "model.d_model", "model.n_layers", "train.lr", "memory.block_size"]
+    objectives = [explore.METRICS["val_ppl"], explore.METRICS["flops_per_token"]]
+    result = explore.param_importances(trials, params, objectives)
+    assert result.n_trials == 400 and result.left_out == ["memory.block_size"]  # dense trials lack it
+    table = result.table.pivot(index="parameter", columns="objective", values="importance")
+    assert table.sum().to_numpy() == pytest.approx([1.0, 1.0])
+    # FLOPs grow with width and depth, and do not depend on the learning rate at all.
+    assert (
+        table.loc["train.lr", "flops_per_token"]
+        < table.loc[["model.d_model", "model.n_layers"], "flops_per_token"].min()
+    )
+    assert len(explore.importance_figure(result).data) == 2
+
+    within = explore.param_importances(trials[trials["memory.kind"] == "pkm"], params, objectives[:1])
+    assert "memory.block_size" in within.params and within.left_out == []
+
+
+def test_importance_explains_too_few_trials(real: Store) -> None:
+    trials = real.trials("tiny", "complete")
+    with pytest.raises(ExploreError, match=r"at least 10 complete trials .* has 6"):
+        explore.param_importances(trials, ["memory.kind", "train.lr"], [explore.METRICS["val_ppl"]])
+    constant = pd.DataFrame({"status": "complete", "a": [1] * 20, "val_ppl": np.arange(20.0)})
+    with pytest.raises(ExploreError, match="no parameter varies"):
+        explore.param_importances(constant, ["a"], [explore.METRICS["val_ppl"]])
+    with pytest.raises(ExploreError, match="unknown importance evaluator"):
+        explore.param_importances(
+            synthetic_trials(30, "x").assign(status="complete"),
+            ["train.lr"],
+            [explore.PERPLEXITY],
+            evaluator="nope",
+        )
+
+
+# --- launching ---------------------------------------------------------------------------------------
+
+
+def test_streamlit_command_binds_localhost_headless(tmp_path: Path) -> None:
+    argv, env = explore.streamlit_command(tmp_path / "wb.duckdb", 8600)
+    assert argv[:4] == [sys.executable, "-m", "streamlit", "run"] and argv[4].endswith("streamlit_app.py")
+    flags = dict(zip(argv[5::2], argv[6::2], strict=True))
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8600"
+    assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
+    assert env[explore.STORE_ENV] == str((tmp_path / "wb.duckdb").resolve())
+    with pytest.raises(explore.ExploreError.__mro__[1], match="--port"):
+        explore.streamlit_command(tmp_path / "wb.duckdb", 0)
+
+
+def test_data_version_changes_when_a_trial_lands(tmp_path: Path) -> None:
+    path = write_synthetic_store(tmp_path / "wb.duckdb", 5)
+    store = Store.open(path)
+    before = explore.data_version(store)
+    with store.write() as con:
+        con.execute("UPDATE trials SET ingested_at = now() + INTERVAL 1 SECOND WHERE trial_number = 0")
+    assert explore.data_version(store) != before
+    assert (
+        json.loads(store.sql("SELECT objectives_json FROM studies")["objectives_json"].iloc[0])[0]["name"]
+        == "val_ppl"
+    )
