@@ -51,7 +51,9 @@ def plotted_points(at: AppTest) -> int:
     """Points of the Pareto chart's trial traces (the fronts are drawn by extra traces). Counted by
     their trial keys: plotly may encode numeric arrays as base64."""
     (spec,) = charts(at)
-    return sum(len(t["customdata"]) for t in spec["data"] if not t.get("name", "").startswith("front"))
+    return sum(
+        len(t.get("customdata", [])) for t in spec["data"] if not t.get("name", "").startswith("front")
+    )
 
 
 def texts(elements: Any) -> str:
@@ -244,6 +246,7 @@ def test_grid_page_heatmap_and_facets(stores: dict[str, Path], monkeypatch: pyte
         and at.selectbox(key="grid_rows").value == "memory.kind"
     )
     heat, lines = charts(at)
+    assert lines["data"][0]["type"] == "scatter"
     assert heat["data"][0]["type"] == "heatmap" and len(heat["data"][0]["y"]) == 5
     ok(at.selectbox(key="grid_facet").set_value("flops_per_token").run())
     bands = at.radio(key="grid_at").options

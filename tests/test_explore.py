@@ -135,7 +135,7 @@ def test_pareto_figure_draws_points_fronts_and_switches_to_webgl() -> None:
     fig = small.points.pipe(lambda _: explore.pareto_figure(small))
     kinds = {t.type for t in fig.data}
     assert kinds == {"scatter"}
-    points = [t for t in fig.data if not t.name.startswith("front")]
+    points = [t for t in fig.data if t.customdata is not None and not t.name.startswith("front")]
     assert sum(len(t.x) for t in points) == len(small.points)
     assert {t.marker.symbol for t in points} >= {"circle", "square", "diamond"}  # three d_model values
     fronts = [t for t in fig.data if t.name.startswith("front") and t.mode == "lines"]
@@ -143,9 +143,12 @@ def test_pareto_figure_draws_points_fronts_and_switches_to_webgl() -> None:
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
 
     big = explore.get_pareto_info(synthetic_trials(explore.WEBGL_MIN_POINTS, "b"))
-    assert {t.type for t in explore.pareto_figure(big).data if not t.name.startswith("front")} == {
+    traces = explore.pareto_figure(big).data
+    assert {t.type for t in traces if t.customdata is not None and not t.name.startswith("front")} == {
         "scattergl"
     }
+    legend = [t.name for t in traces if t.showlegend is not False]
+    assert legend == ["avgk", "dense", "hash", "pkm", "switch", "front · b"]  # one entry per colour
 
 
 def test_front_steps_run_on_to_the_costliest_design() -> None:

@@ -49,7 +49,7 @@ metrics = explore.metric_table(trials, keys)
 if not metrics.empty:
     st.dataframe(
         metrics.rename(columns=short),
-        column_config={c: st.column_config.NumberColumn(format="%.4g") for c in short.values()},
+        column_config={c: st.column_config.NumberColumn(format="%.6g") for c in short.values()},
     )
 
 st.subheader("Learning curves")
@@ -70,7 +70,11 @@ st.subheader("Parameters")
 only = st.toggle("Only parameters that differ", value=True, key="compare_only_diff")
 diff = explore.param_differences(trials, keys, only_different=only)
 st.caption(f"{int(diff['differs'].sum())} parameters differ; highlighted rows.")
-shown = diff.drop(columns=["differs"]).rename(columns=short).astype(str).replace("None", "—")
+shown = (
+    diff.drop(columns=["differs"])
+    .rename(columns=short)
+    .map(lambda v: "—" if v is None else explore.fmt_value(v))
+)
 styled = shown.style.apply(
     lambda r: ["background-color: #fff3b0" if diff.loc[r.name, "differs"] else "" for _ in r], axis=1
 )

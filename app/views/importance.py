@@ -67,7 +67,7 @@ if result.left_out:
         f"Left out (missing in some trials): {', '.join(result.left_out)}. Pick one selection method above to assess them."
     )
 st.dataframe(
-    result.table.pivot(index="parameter", columns="objective", values="importance").sort_values(
+    result.table.pivot(index="parameter", columns="objective", values="importance")[picked].sort_values(
         picked[0], ascending=False
     ),
     column_config={

@@ -160,7 +160,7 @@ def heatmap_figure(info: GridInfo, facet_label: str = "") -> go.Figure:
         height=140 + 44 * len(z.index),
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         xaxis={"title": info.cols, "type": "category"},
-        yaxis={"title": info.rows, "type": "category"},
+        yaxis={"title": info.rows, "type": "category", "autorange": "reversed"},
     )
     return fig
 

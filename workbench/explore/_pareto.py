@@ -78,6 +78,8 @@ class ParetoInfo(NamedTuple):
     n_trials: int  # complete trials of the chosen studies, before filters
     n_filtered_out: int
     n_unplottable: int  # missing or (on a log axis) non-positive x or y
+    colors: dict[str, str]  # colour per value of ``color`` over all trials, so filters keep colours
+    symbols: dict[str, str]  # marker per value of ``symbol`` (``{"": "circle"}`` without one)
 
 
 def get_pareto_info(
@@ -100,11 +102,18 @@ def get_pareto_info(
         if not trials.empty and needed not in trials.columns:
             raise ExploreError(f"no column '{needed}' in these trials")
     n_trials = len(trials)
+    colors = category_colors(trials[color].map(_label).unique()) if not trials.empty else {}
+    symbols = {"": "circle"}
+    if symbol and not trials.empty:
+        order = sorted(trials[symbol].map(_label).unique(), key=_natural)
+        symbols = {v: SYMBOLS[i % len(SYMBOLS)] for i, v in enumerate(order)}
     kept = apply_filters(trials, filters) if not trials.empty else trials
     n_filtered_out = n_trials - len(kept)
     if kept.empty:
         empty = pd.DataFrame(columns=["key", "design", "on_front", "study_name", "trial_number"])
-        return ParetoInfo(empty, empty, axis, y_axis, color, symbol, n_trials, n_filtered_out, 0)
+        return ParetoInfo(
+            empty, empty, axis, y_axis, color, symbol, n_trials, n_filtered_out, 0, colors, symbols
+        )
     xv = pd.to_numeric(kept[axis.column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     yv = pd.to_numeric(kept[y_axis.column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     ok = ~(np.isnan(xv) | np.isnan(yv))
@@ -137,6 +146,8 @@ def get_pareto_info(
         n_trials,
         n_filtered_out,
         int((~ok).sum()),
+        colors,
+        symbols,
     )
 
 
@@ -157,26 +168,22 @@ def pareto_figure(
     scatter = go.Scattergl if webgl else go.Scatter
     x_col, y_col = info.x.column, info.y.column
     if not pts.empty:
-        color_values = pts[info.color].fillna("n/a").astype(str)
-        colors = category_colors(color_values.unique())
-        if info.symbol:
-            sym_values = pts[info.symbol].map(_label)
-            sym_order = sorted(sym_values.unique(), key=_natural)
-            symbols = {v: SYMBOLS[i % len(SYMBOLS)] for i, v in enumerate(sym_order)}
-        else:
-            sym_values = pd.Series("", index=pts.index)
-            symbols = {"": "circle"}
+        color_values = pts[info.color].map(_label)
+        colors, symbols = info.colors, info.symbols
+        sym_values = pts[info.symbol].map(_label) if info.symbol else pd.Series("", index=pts.index)
         hover = _hover_text(pts, info)
         groups = pd.DataFrame({"c": color_values, "s": sym_values}).groupby(["c", "s"], sort=True).indices
+        # One trace per (colour, shape); the legend has one entry per colour (clicking it hides the
+        # colour's traces) and, below the plot, a key of the shapes.
         for (c, s), index in groups.items():
-            name = f"{c} · {_short(info.symbol)}={s}" if info.symbol else c
             fig.add_trace(
                 scatter(
                     x=pts[x_col].to_numpy()[index],
                     y=pts[y_col].to_numpy()[index],
                     mode="markers",
-                    name=name,
+                    name=f"{c} · {_short(info.symbol)}={s}" if info.symbol else c,
                     legendgroup=c,
+                    showlegend=False,
                     marker={
                         "color": colors[c],
                         "symbol": symbols[s],
@@ -188,6 +195,12 @@ def pareto_figure(
                     hovertemplate="%{hovertext}<extra></extra>",
                 )
             )
+        for c in sorted(color_values.unique(), key=_natural):
+            fig.add_trace(_key_entry(c, colors[c], "circle", legendgroup=c))
+        if info.symbol:
+            for s in sorted(sym_values.unique(), key=_natural):
+                entry = _key_entry(f"{_short(info.symbol)}={s}", "#777", symbols[s], legendgroup=f"shape={s}")
+                fig.add_trace(entry.update(legend="legend2"))
         # Fronts are sorted best x first, so the attainable perplexity holds until the next point.
         for i, (study, front) in enumerate(info.fronts.groupby("study_name", sort=True)):
             xs, ys = front_steps(front, info, pts[x_col])
@@ -223,14 +236,22 @@ def pareto_figure(
             )
     fig.update_layout(
         height=height,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        legend={"title": {"text": info.color + (f" · {_short(info.symbol)}" if info.symbol else "")}},
+        margin={"l": 10, "r": 10, "t": 30, "b": 60 if info.symbol else 10},
+        legend={"title": {"text": info.color}},
+        legend2={
+            "orientation": "h",
+            "x": 0,
+            "y": -0.16,
+            "yanchor": "top",
+            "title": {"text": f"{info.symbol}: "},
+        },
         dragmode="lasso",
         hoverlabel={"align": "left"},
         uirevision="pareto",
     )
-    fig.update_xaxes(title=info.x.label, type="log" if log_x else "linear")
-    fig.update_yaxes(title=info.y.label, type="log" if log_y else "linear")
+    # nticks: on a narrow log range plotly would otherwise label every minor tick.
+    fig.update_xaxes(title=info.x.label, type="log" if log_x else "linear", nticks=8)
+    fig.update_yaxes(title=info.y.label, type="log" if log_y else "linear", nticks=10)
     return fig
 
 
@@ -245,6 +266,21 @@ def front_steps(front: pd.DataFrame, info: ParetoInfo, all_x: pd.Series) -> tupl
             xs.append(worst)
             ys.append(ys[-1])
     return xs, ys
+
+
+def _key_entry(name: str, color: str, symbol: str, *, legendgroup: str) -> go.Scatter:
+    """A legend-only trace (no data point) showing a colour or a marker shape."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="markers",
+        name=name,
+        legendgroup=legendgroup,
+        marker={"color": color, "symbol": symbol, "size": 9},
+        hoverinfo="skip",
+    )
 
 
 def _hover_text(pts: pd.DataFrame, info: ParetoInfo) -> np.ndarray:

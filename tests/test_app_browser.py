@@ -1,0 +1,145 @@
+"""End to end in a real headless Chromium: `workbench app` serves a real tiny study; the Pareto page
+draws its points, a sidebar filter removes some, and screenshots are saved.
+
+Uses Debian's chromium at /usr/bin/chromium driven by Playwright's Python package (no browser
+download). Without it the test skips, unless WORKBENCH_REQUIRE_BROWSER=1 (set by .ci/run), which
+turns the skip into a failure. Screenshots go to $WORKBENCH_SCREENSHOTS if set, else tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers_app import session_store
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+POINTS = ".js-plotly-plot .scatterlayer .trace path.point"
+
+pytestmark = pytest.mark.browser
+
+
+def require_browser() -> None:
+    """Skip (or, under WORKBENCH_REQUIRE_BROWSER=1, fail) when Chromium or Playwright is missing."""
+    reason = None
+    if not CHROMIUM.is_file():
+        reason = f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "the playwright package is not installed (pip install playwright; no browser download)"
+    if reason is None:
+        return
+    if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason}; WORKBENCH_REQUIRE_BROWSER=1 requires the browser test to run")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"`workbench app` exited with {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"`workbench app` did not answer at {url} within {timeout_s:g}s")
+
+
+@pytest.fixture
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`workbench app` on the real tiny-study store, on a free port of 127.0.0.1."""
+    require_browser()
+    store = session_store("real", tmp_path_factory)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "app", "--store", str(store), "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()  # workbench app passes SIGTERM on to streamlit
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("WORKBENCH_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_pareto_page_in_chromium_filters_points(app_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = screenshot_dir(tmp_path)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{app_url}/pareto", wait_until="domcontentloaded")
+            page.wait_for_selector(POINTS, timeout=60_000)
+            caption = page.get_by_text(re.compile(r"complete trials plotted"))
+            expect(caption).to_contain_text("6 of 6 complete trials plotted", timeout=30_000)
+            page.wait_for_timeout(500)  # let plotly finish its transitions before the picture
+            before = page.locator(POINTS).count()
+            page.screenshot(path=shots / "pareto-before-filter.png")
+
+            sidebar = page.get_by_test_id("stSidebar")
+            kinds = sidebar.get_by_test_id("stMultiSelect").filter(has_text="memory.kind")
+            kinds.get_by_role("button", name="Remove dense").click()
+            expect(caption).to_contain_text("4 of 6 complete trials plotted", timeout=30_000)
+            page.wait_for_function(f"document.querySelectorAll({POINTS!r}).length < {before}", timeout=30_000)
+            page.wait_for_timeout(500)
+            after = page.locator(POINTS).count()
+            page.screenshot(path=shots / "pareto-after-filter.png")
+
+            assert page.get_by_test_id("stException").count() == 0
+            assert page.locator(".js-plotly-plot .main-svg").count() >= 1
+        finally:
+            browser.close()
+    # 6 trials + the front's markers before; the 2 dense trials (one on the front) gone after.
+    assert before > after >= 4
+    for name in ("pareto-before-filter.png", "pareto-after-filter.png"):
+        assert (shots / name).stat().st_size > 20_000, name
