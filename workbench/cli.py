@@ -70,6 +70,13 @@ def run(
         typer.Option("--set", help="Fix a parameter, e.g. --set train.tokens=50000 (repeatable)."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes on the one study (small models: 2-4 share a GPU; with G visible GPUs "
+            "worker i gets GPU i mod G via CUDA_VISIBLE_DEVICES)."
+        ),
+    ] = 1,
 ) -> None:
     """Run (or resume) the study of a search space and store every trial in DuckDB.
 
@@ -96,6 +103,7 @@ def run(
         seed=seed,
         sampler=sampler,
         progress=progress,
+        workers=workers,
     )
     outcome = run_study(space, opts)
     _print_front(store, outcome.study_name)

@@ -5,16 +5,30 @@ after each trial the run process copies it into DuckDB (short write transactions
 app can read the store while a study runs. Re-running the same command resumes the study
 up to its trial target. A crashed trial is recorded as failed with its reason and the study
 goes on; Ctrl-C stops after recording every finished trial.
+
+Several workers (``workbench run --workers N``) run ``study.optimize`` in N processes on the
+one optuna storage (the journal file takes concurrent writers); each trains trials back to
+back, keeping its token data on its device and its compiled kernels, and copies each
+finished trial into DuckDB (short write transactions that wait out another writer's lock).
+On one GPU the workers share it, which pays for small models whose steps leave the GPU idle
+between kernels; with several visible GPUs worker i gets GPU ``i mod G`` through its own
+``CUDA_VISIBLE_DEVICES`` (so ``--workers G`` is one worker per GPU). Workers stop once the
+finished trials and those running since the run started reach the target; two workers
+finishing at the same moment can each start one more, so a run may end up to N-1 trials past
+``--trials``.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+import os
 import signal
 import threading
+import time
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +55,7 @@ class StudyOptions:
     seed: int = 0
     sampler: str = "tpe"
     progress: bool = True
+    workers: int = 1
 
 
 @dataclass
@@ -147,24 +162,22 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOutcome:
     """Run (or resume) the study of ``space`` until it has ``opts.trials`` finished trials."""
-    import optuna
 
-    from workbench.ingest import ingest_study, ingest_trial
-    from workbench.progress import StudyProgress
-    from workbench.store import Store
-    from workbench.trial import TrialRunner
+    from workbench.ingest import ingest_study
 
     device = resolve_device(opts.device)
     target = opts.trials if opts.trials is not None else space.trials
     if target < 1:
         raise WorkbenchError(f"--trials must be >= 1, got {target}")
+    if opts.workers < 1:
+        raise WorkbenchError(f"--workers must be >= 1, got {opts.workers}")
     storage_url = opts.storage or default_storage(opts.store, opts.study_name or space.name)
     Path(opts.store).parent.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("optuna").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    _quiet_optuna()
 
     study = open_study(space, opts, storage_url)
+    from workbench.store import Store
+
     store = Store.open(opts.store)
     ingest_study(store, study, storage_url)
     already = finished_count(study)
@@ -175,7 +188,64 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
         n = enqueue_grid(study, space)
         remaining = max(0, min(remaining, n - already)) if opts.trials is None else remaining
 
-    progress = StudyProgress(total=target, done=already, enabled=opts.progress, console=console)
+    since = datetime.datetime.now()
+    interrupted = False
+    # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: finished trials stay stored.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if in_main else None
+    helpers: list[Any] = []
+    try:
+        if remaining and opts.workers > 1:
+            helpers = _start_workers(space, opts, storage_url, already + remaining, since)
+        interrupted = _work(
+            study, space, opts, device, store, already, already + remaining, since, opts.progress, console
+        )
+        interrupted = _join_workers(helpers, interrupted) or interrupted
+    except KeyboardInterrupt:
+        interrupted = True
+        _join_workers(helpers, True)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    # Re-sync once more: catches a trial interrupted mid-run (optuna marks it failed).
+    report = ingest_study(store, study, storage_url)
+    return StudyOutcome(
+        study_name=study.study_name,
+        storage_url=storage_url,
+        store_path=opts.store,
+        ran=finished_count(study) - already,
+        counts=report.status_counts if hasattr(report, "status_counts") else {},
+        interrupted=interrupted,
+    )
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _work(
+    study: optuna.Study,
+    space: Space,
+    opts: StudyOptions,
+    device: torch.device,
+    store: Any,
+    already: int,
+    target: int,
+    since: datetime.datetime,
+    show_progress: bool,
+    console: Any = None,
+) -> bool:
+    """One worker: train trials back to back until the target; True if interrupted."""
+
+    from workbench.ingest import ingest_trial
+    from workbench.progress import StudyProgress
+    from workbench.trial import TrialRunner
+
+    progress = StudyProgress(total=target, done=already, enabled=show_progress, console=console)
     runner = TrialRunner(
         space=space,
         device=device,
@@ -190,33 +260,110 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
         ingest_trial(store, study.study_name, frozen)
         progress.trial_finished(frozen)
 
-    interrupted = False
-    # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: finished trials stay stored.
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if in_main else None
+    optimize = dict(catch=(Exception,), callbacks=[after_trial], gc_after_trial=True)
     with progress:
         try:
-            if remaining:
-                study.optimize(
-                    runner,
-                    n_trials=remaining,
-                    timeout=opts.timeout,
-                    catch=(Exception,),
-                    callbacks=[after_trial],
-                    gc_after_trial=True,
-                )
+            if opts.workers == 1:
+                if target > already:
+                    study.optimize(runner, n_trials=target - already, timeout=opts.timeout, **optimize)
+                return False
+            deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
+            while claimed_count(study, since) < target and (deadline is None or time.monotonic() < deadline):
+                study.optimize(runner, n_trials=1, **optimize)
         except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            if in_main:
-                signal.signal(signal.SIGTERM, previous)
-    # Re-sync once more: catches a trial interrupted mid-run (optuna marks it failed).
-    report = ingest_study(store, study, storage_url)
-    return StudyOutcome(
-        study_name=study.study_name,
-        storage_url=storage_url,
-        store_path=opts.store,
-        ran=finished_count(study) - already,
-        counts=report.status_counts if hasattr(report, "status_counts") else {},
-        interrupted=interrupted,
+            return True
+    return False
+
+
+def claimed_count(study: optuna.Study, since: datetime.datetime) -> int:
+    """Finished trials plus those running that started at or after ``since`` (this run's workers)."""
+    import optuna
+
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return finished_count(study) + sum(1 for t in running if t.datetime_start and t.datetime_start >= since)
+
+
+def gpu_assignment(n_workers: int, visible: str | None, n_devices: int) -> list[str | None]:
+    """``CUDA_VISIBLE_DEVICES`` of each worker: GPU ``i mod G`` when several are visible, else unchanged."""
+    ids = (
+        [v.strip() for v in visible.split(",") if v.strip()]
+        if visible
+        else [str(i) for i in range(n_devices)]
     )
+    if len(ids) <= 1:
+        return [None] * n_workers
+    return [ids[i % len(ids)] for i in range(n_workers)]
+
+
+def _start_workers(
+    space: Space, opts: StudyOptions, storage_url: str, target: int, since: datetime.datetime
+) -> list[Any]:
+    """Start workers 1..N-1 as spawned processes (this process is worker 0)."""
+    import multiprocessing
+
+    import torch
+
+    n_devices = torch.cuda.device_count() if opts.device in ("auto", "cuda") else 0
+    gpus = gpu_assignment(opts.workers, os.environ.get("CUDA_VISIBLE_DEVICES"), n_devices)
+    if gpus[0] is not None:
+        # This process is worker 0: pin it before it touches CUDA (it has not yet).
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]
+    context = multiprocessing.get_context("spawn")
+    helpers = []
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        for index in range(1, opts.workers):
+            if gpus[index] is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index]  # a spawned child copies the environment
+            worker_opts = replace(opts, progress=False)
+            proc = context.Process(
+                target=_worker_main,
+                args=(space.to_json(), worker_opts, storage_url, index, target, since),
+                name=f"workbench-worker-{index}",
+            )
+            proc.start()
+            helpers.append(proc)
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
+    return helpers
+
+
+def _join_workers(helpers: Sequence[Any], stop: bool) -> bool:
+    """Wait for the helper workers (asking them to stop first if ``stop``); True if one was interrupted."""
+    if stop:
+        for proc in helpers:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: the worker records its trial as interrupted and exits
+    for proc in helpers:
+        proc.join()
+    return any(proc.exitcode == 130 for proc in helpers)
+
+
+def _worker_main(
+    space_json: dict[str, Any],
+    opts: StudyOptions,
+    storage_url: str,
+    index: int,
+    target: int,
+    since: datetime.datetime,
+) -> None:
+    """Entry point of worker ``index`` >= 1: the same study, its own sampler seed and device."""
+    import sys
+
+    from workbench.store import Store
+
+    _quiet_optuna()
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    space = Space.from_json(space_json)
+    # Its own sampler seed, so random and startup samples differ from the other workers'.
+    study = open_study(space, replace(opts, seed=opts.seed + index), storage_url)
+    store = Store.open(opts.store)
+    device = resolve_device(opts.device)
+    try:
+        interrupted = _work(study, space, opts, device, store, 0, target, since, False)
+    except KeyboardInterrupt:
+        interrupted = True
+    sys.exit(130 if interrupted else 0)

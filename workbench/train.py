@@ -2,19 +2,29 @@
 
 AdamW with linear warm-up and cosine decay; periodic evaluation on a fixed held-out token
 set; stops at the token budget or the time budget, whichever comes first. Deterministic
-under ``train.seed`` on a given device. The loss is checked for non-finite values at every
-log point (not every step, so the GPU is not synchronised each step).
+under ``train.seed`` on a given device.
+
+The GPU path keeps the device busy: the token array lives in device memory
+(:class:`~workbench.data.DeviceTokens`, once per worker) and every window start of the run
+is drawn up front from the same CPU generator as the CPU path (so both read the same
+windows) and copied once, so a step launches work without waiting for the host; bf16
+autocast, fused AdamW, SDPA attention; ``train.compile`` runs the training forward and
+backward through ``torch.compile`` (static shapes; compiled kernels are cached on disk
+under the workbench cache, so a later trial of the same shapes, in this worker or the next,
+skips code generation). The loss is checked for non-finite values at every log point (not
+every step) and evaluation sums its loss on the device with one read at the end.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import resource
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +33,9 @@ import torch.nn.functional as F
 from workbench.config import TrialConfig
 from workbench.errors import NonFiniteLossError
 from workbench.model import GPT
+
+if TYPE_CHECKING:
+    from workbench.data import DeviceTokens
 
 StepCallback = Callable[[int, int, float], None]
 EvalCallback = Callable[[int, float], None]
@@ -40,6 +53,7 @@ class TrainResult:
     curve: list[tuple[int, str, float]] = field(default_factory=list)
     routing: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "tokens"
+    compile_seconds: float = 0.0
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -77,7 +91,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrialConfig, device: torch.devic
 
 @torch.no_grad()
 def evaluate(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype) -> float:
-    """Mean cross-entropy per token over the fixed evaluation batches."""
+    """Mean cross-entropy per token over the fixed evaluation batches (one host read at the end)."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
@@ -99,18 +113,84 @@ def peak_memory_bytes(device: torch.device) -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
+class Batches:
+    """The training windows of one run, in order: ``next()`` gives ``(x_BT, y_BT)`` on the device.
+
+    On the CPU each batch is cut from the token array as :func:`workbench.data.random_batch`
+    does. On a GPU the tokens sit in device memory and all window starts are drawn up front
+    (the same draws, from the same generator, as step-by-step calls) and copied in one
+    transfer, so no step waits on a host-to-device copy.
+    """
+
+    def __init__(
+        self,
+        tokens: np.ndarray | DeviceTokens,
+        batch_size: int,
+        seq_len: int,
+        steps: int,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
+        from workbench.data import DeviceTokens, window_starts
+
+        self.batch_size, self.seq_len, self.device = batch_size, seq_len, device
+        self.generator = generator
+        self.host: np.ndarray | None = None
+        if device.type == "cpu" and not isinstance(tokens, DeviceTokens):
+            self.host = tokens
+            return
+        self.tokens = tokens if isinstance(tokens, DeviceTokens) else DeviceTokens(tokens, device)
+        starts_SB = window_starts(len(self.tokens), batch_size * steps, seq_len, generator).view(
+            steps, batch_size
+        )
+        if device.type == "cuda":
+            starts_SB = starts_SB.pin_memory()
+        self.starts_SB = starts_SB.to(device, non_blocking=True)
+        self.offsets_T1 = torch.arange(seq_len + 1, device=device)
+        self.step = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.host is not None:
+            from workbench.data import random_batch
+
+            return random_batch(self.host, self.batch_size, self.seq_len, self.generator, self.device)
+        w_BT1 = self.tokens.tokens_N[self.starts_SB[self.step][:, None] + self.offsets_T1].long()
+        self.step += 1
+        return w_BT1[:, :-1], w_BT1[:, 1:]
+
+
+def compile_cache_dir() -> str:
+    """Where inductor keeps compiled kernels: ``$TORCHINDUCTOR_CACHE_DIR``, else the workbench cache."""
+    from workbench.data import cache_root
+
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(cache_root() / "inductor")
+
+
+def compiled_forward(model: GPT) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``model``'s forward through ``torch.compile`` with static shapes and an on-disk cache.
+
+    The caches (inductor's FX graph cache, AOTAutograd's cache) are keyed by the traced graph,
+    so trials of the same shapes reuse the kernels; dynamo's in-memory cache is reset per
+    trial by :func:`train` (designs differ from trial to trial, and a long-lived worker would
+    otherwise hit dynamo's recompile limit and fall back to eager).
+    """
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", compile_cache_dir())
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = True
+    return torch.compile(model, dynamic=False)  # type: ignore[return-value]
+
+
 def train(
     cfg: TrialConfig,
     model: GPT,
-    train_tokens: np.ndarray,
+    train_tokens: np.ndarray | DeviceTokens,
     eval_batches: list[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     on_step: StepCallback | None = None,
     on_eval: EvalCallback | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for the budget of ``cfg.train`` and evaluate it."""
-    from workbench.data import random_batch
-
     t = cfg.train
     dtype = resolve_dtype(t.dtype, device)
     tokens_per_step = t.batch_size * cfg.model.seq_len
@@ -119,54 +199,66 @@ def train(
     eval_every = t.eval_every or max(1, total_steps // 5)
     log_every = max(1, total_steps // 50)
     generator = torch.Generator().manual_seed(t.seed)
+    batches = Batches(train_tokens, t.batch_size, cfg.model.seq_len, total_steps, generator, device)
     optimizer = make_optimizer(model, cfg, device)
+    forward = compiled_forward(model) if t.compile else model
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     curve: list[tuple[int, str, float]] = []
-    train_seconds = 0.0
+    train_seconds = compile_seconds = 0.0
     step = 0
     stopped_by = "tokens"
     model.train()
     running = torch.zeros((), device=device)
-    for step in range(total_steps):
-        started = time.perf_counter()
-        lr = lr_at(step, total_steps, warmup, t.lr, t.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = random_batch(train_tokens, t.batch_size, cfg.model.seq_len, generator, device)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            logits, aux = model(x)
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
-        (loss + aux).backward()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        running += loss.detach()
-        if (step + 1) % log_every == 0 or step + 1 == total_steps:
-            mean_loss = float(running) / (
-                log_every if (step + 1) % log_every == 0 else (step + 1) % log_every
-            )
-            running.zero_()
-            if not math.isfinite(mean_loss):
-                raise NonFiniteLossError(f"training loss became {mean_loss} at step {step + 1} (lr {lr:.2e})")
-            curve += [(step + 1, "train_loss", mean_loss), (step + 1, "lr", lr)]
-            if on_step:
-                on_step(step + 1, total_steps, mean_loss)
-        if device.type == "cuda" and ((step + 1) % log_every == 0):
-            torch.cuda.synchronize(device)
-        train_seconds += time.perf_counter() - started
-        if (step + 1) % eval_every == 0 and step + 1 < total_steps:
-            val_loss = evaluate(model, eval_batches, dtype)
-            if not math.isfinite(val_loss):
-                raise NonFiniteLossError(f"validation loss became {val_loss} at step {step + 1}")
-            curve.append((step + 1, "val_loss", val_loss))
-            if on_eval:
-                on_eval(step + 1, val_loss)
-        if t.seconds and train_seconds >= t.seconds:
-            stopped_by = "seconds"
-            break
+    try:
+        for step in range(total_steps):
+            started = time.perf_counter()
+            lr = lr_at(step, total_steps, warmup, t.lr, t.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = batches.next()
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                logits, aux = forward(x)
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+            (loss + aux).backward()
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            running += loss.detach()
+            if step == 0 and t.compile and total_steps > 1:
+                # The first step traces and compiles: timed apart, so tokens/s is the steady rate.
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                compile_seconds = time.perf_counter() - started
+                started = time.perf_counter()
+            if (step + 1) % log_every == 0 or step + 1 == total_steps:
+                mean_loss = float(running) / (
+                    log_every if (step + 1) % log_every == 0 else (step + 1) % log_every
+                )
+                running.zero_()
+                if not math.isfinite(mean_loss):
+                    raise NonFiniteLossError(
+                        f"training loss became {mean_loss} at step {step + 1} (lr {lr:.2e})"
+                    )
+                curve += [(step + 1, "train_loss", mean_loss), (step + 1, "lr", lr)]
+                if on_step:
+                    on_step(step + 1, total_steps, mean_loss)
+            train_seconds += time.perf_counter() - started
+            if (step + 1) % eval_every == 0 and step + 1 < total_steps:
+                val_loss = evaluate(model, eval_batches, dtype)
+                if not math.isfinite(val_loss):
+                    raise NonFiniteLossError(f"validation loss became {val_loss} at step {step + 1}")
+                curve.append((step + 1, "val_loss", val_loss))
+                if on_eval:
+                    on_eval(step + 1, val_loss)
+            if t.seconds and train_seconds >= t.seconds:
+                stopped_by = "seconds"
+                break
+    finally:
+        if t.compile:
+            torch._dynamo.reset()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -177,15 +269,17 @@ def train(
         raise NonFiniteLossError(f"final validation loss is {val_loss}")
     curve.append((steps, "val_loss", val_loss))
     tokens_trained = steps * tokens_per_step
+    timed_tokens = tokens_trained - (tokens_per_step if compile_seconds else 0)
     return TrainResult(
         val_loss=val_loss,
         val_ppl=math.exp(min(val_loss, 50.0)),
         steps=steps,
         tokens_trained=tokens_trained,
         train_seconds=train_seconds,
-        tokens_per_s=tokens_trained / max(train_seconds, 1e-9),
+        tokens_per_s=timed_tokens / max(train_seconds, 1e-9),
         peak_mem_bytes=peak_memory_bytes(device),
         curve=curve,
         routing=model.routing_stats(),
         stopped_by=stopped_by,
+        compile_seconds=compile_seconds,
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from workbench.config import DataConfig, TrialConfig
@@ -25,7 +26,7 @@ from workbench.space import Space
 if TYPE_CHECKING:
     import optuna
 
-    from workbench.data import TokenData
+    from workbench.data import DeviceTokens, TokenData
 
 
 class Infeasible(Exception):
@@ -36,8 +37,9 @@ class Infeasible(Exception):
 class TrialRunner:
     """The objective function of a study: ``runner(trial) -> objective values``.
 
-    Keeps prepared token data and evaluation batches across trials (one per data config), so
-    back-to-back trials in one process reuse them.
+    A long-lived worker: keeps prepared token data (on a GPU, the training tokens in device
+    memory), evaluation batches and fvcore FLOP counts across trials (keyed by data config,
+    model config and seed), so back-to-back trials in one process reuse them.
     """
 
     space: Space
@@ -51,6 +53,8 @@ class TrialRunner:
     _eval: dict[tuple[DataConfig, int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = field(
         default_factory=dict
     )
+    _device_tokens: dict[DataConfig, DeviceTokens] = field(default_factory=dict)
+    _fvcore: dict[tuple[Any, ...], int] = field(default_factory=dict)
 
     def data(self, cfg: DataConfig) -> TokenData:
         if cfg not in self._data:
@@ -58,6 +62,29 @@ class TrialRunner:
 
             self._data[cfg] = prepare_tokens(cfg, progress=self.on_data)
         return self._data[cfg]
+
+    def train_tokens(self, cfg: DataConfig) -> np.ndarray | DeviceTokens:
+        """The training split: on a GPU moved to device memory once per worker, else the memmap."""
+        if self.device.type != "cuda":
+            return self.data(cfg).train
+        if cfg not in self._device_tokens:
+            from workbench.data import DeviceTokens
+
+            self._device_tokens[cfg] = DeviceTokens(self.data(cfg).train, self.device)
+        return self._device_tokens[cfg]
+
+    def fvcore_flops(self, cfg: TrialConfig, model: GPT, vocab_size: int) -> int:
+        """fvcore's count of the built model, once per (data, model config, seed) in this worker.
+
+        The count depends only on those (the model is built under ``train.seed``), so trials
+        that differ in training knobs alone skip the CPU trace.
+        """
+        from workbench.flops import fvcore_flops_per_token
+
+        key = (cfg.data, cfg.model, vocab_size, cfg.train.seed)
+        if key not in self._fvcore:
+            self._fvcore[key] = fvcore_flops_per_token(model, cfg.model.seq_len, vocab_size, cfg.train.seed)
+        return self._fvcore[key]
 
     def eval_batches(self, cfg: TrialConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
         from workbench.data import eval_batches
@@ -133,7 +160,6 @@ class TrialRunner:
 
     def train_and_measure(self, cfg: TrialConfig, trial: optuna.Trial | None = None) -> dict[str, Any]:
         """Build, train and measure one design; records curves and routing on ``trial``."""
-        from workbench.flops import fvcore_flops_per_token
         from workbench.train import train
 
         data = self.data(cfg.data)
@@ -143,7 +169,7 @@ class TrialRunner:
         n_params = sum(p.numel() for p in model.parameters())
         if n_params != cost.params_total:
             raise AssertionError(f"analytic parameter count {cost.params_total} != built model's {n_params}")
-        fvcore_flops = fvcore_flops_per_token(model, cfg.model.seq_len, data.vocab_size, cfg.train.seed)
+        fvcore_flops = self.fvcore_flops(cfg, model, data.vocab_size)
 
         def on_eval(step: int, val_loss: float) -> None:
             curve_so_far.append((step, "val_loss", val_loss))
@@ -159,7 +185,15 @@ class TrialRunner:
 
         curve_so_far: list[tuple[int, str, float]] = []
         started = time.perf_counter()
-        result = train(cfg, model, data.train, self.eval_batches(cfg), self.device, self.on_step, on_eval)
+        result = train(
+            cfg,
+            model,
+            self.train_tokens(cfg.data),
+            self.eval_batches(cfg),
+            self.device,
+            self.on_step,
+            on_eval,
+        )
         wall = time.perf_counter() - started
         if trial is not None:
             trial.set_user_attr("wb.curve", [list(c) for c in result.curve])
@@ -176,6 +210,7 @@ class TrialRunner:
             "peak_mem_bytes": result.peak_mem_bytes,
             "train_seconds": result.train_seconds,
             "wall_seconds": wall,
+            "compile_seconds": result.compile_seconds,
             "tokens_trained": result.tokens_trained,
             "steps": result.steps,
             "stopped_by": result.stopped_by,

@@ -1,9 +1,10 @@
 """A bank of E expert FFNs (memory blocks of G cells each) and token dispatch to them.
 
-Every expert-style layer (switch, gshard, base, hash) reads its blocks through this bank, so
-the fast paths apply to all of them. A token reads K blocks (``expert_NK``, -1 = the read was
-dropped) with weights ``weight_NK``; the bank returns ``sum_k weight_k * FFN_{e_k}(x)``. The
-K reads are dispatched as N*K rows (a token replicated K times) and combined by weight.
+Every expert-style layer (switch, gshard, base, hash, avgk, lsh's expert mode) reads its
+blocks through this bank, so the fast paths apply to all of them. A token reads K blocks
+(``expert_NK``, -1 = the read was dropped) with weights ``weight_NK``; the bank returns
+``sum_k weight_k * FFN_{e_k}(x)``. The K reads are dispatched as M = N*K rows (a token
+replicated K times) and combined by weight.
 
 Three implementations with the same numerics:
 
@@ -16,6 +17,20 @@ Three implementations with the same numerics:
   autocast's where it is on: the trainer's path), ``sorted`` elsewhere on CUDA, and ``loop``
   on the CPU (host synchronisation is free there, and padding is not).
 
+The grouped path (see ``docs/PERFORMANCE.md`` for its speed against a dense FFN):
+
+1. one stable sort of the M expert ids gives the sorted order and, by ``searchsorted`` on the
+   sorted ids, the group ends (no counting pass, no host read);
+2. the rows are gathered into expert order once, already cast to the compute dtype (half the
+   bytes of gathering float32 and casting after); :class:`_ToSorted`'s backward is a gather
+   by the inverse permutation and a fixed-order sum over the K copies: no atomics, no sort,
+   deterministic;
+3. two grouped matmuls with a GELU between;
+4. the gate weight and the dropped-read mask are one scale per sorted row (a dropped row
+   sits in the stretched last group and is multiplied by 0), and :class:`_FromSorted`
+   gathers the rows back to token order and sums each token's K rows (its backward is again
+   a gather).
+
 What fvcore sees: the per-expert matmuls of ``loop`` with their real row counts (so the count
 is exact), the padded ``bmm`` of ``sorted`` (padding included, so it over-counts), and nothing
 of ``grouped`` (no handle). This is why layers report their analytic FLOPs as the headline.
@@ -27,6 +42,7 @@ expert, C rows per expert in the padded buffer.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +71,66 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
+def resolve_impl(impl: str, x: torch.Tensor) -> str:
+    """The implementation ``auto`` stands for on ``x``'s device and compute dtype."""
+    if impl != "auto":
+        return impl
+    if not x.is_cuda:
+        return "loop"
+    return "grouped" if _has_grouped_mm() and _compute_dtype(x) == torch.bfloat16 else "sorted"
+
+
+def _sum_copies(r_MD: torch.Tensor, inv_M: torch.Tensor, k: int) -> torch.Tensor:
+    """Rows in token order (``r[inv]``), each token's K copies summed in a fixed order: ``[N, D]``."""
+    y_MD = r_MD.index_select(0, inv_M)
+    return y_MD if k == 1 else y_MD.view(-1, k, y_MD.shape[1]).sum(1)
+
+
+class _ToSorted(torch.autograd.Function):
+    """``x[src]`` (token rows into expert order, each token K times); backward gathers, no atomics."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x_ND: torch.Tensor, src_M: torch.Tensor, inv_M: torch.Tensor, k: int
+    ) -> torch.Tensor:
+        ctx.save_for_backward(inv_M)
+        ctx.k = k
+        return x_ND.index_select(0, src_M)
+
+    @staticmethod
+    def backward(ctx: Any, g_MD: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (inv_M,) = ctx.saved_tensors
+        return _sum_copies(g_MD, inv_M, ctx.k), None, None, None
+
+
+class _FromSorted(torch.autograd.Function):
+    """Sorted rows back to tokens, K copies summed; the transpose of :class:`_ToSorted`."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, r_MD: torch.Tensor, src_M: torch.Tensor, inv_M: torch.Tensor, k: int
+    ) -> torch.Tensor:
+        ctx.save_for_backward(src_M)
+        return _sum_copies(r_MD, inv_M, k)
+
+    @staticmethod
+    def backward(ctx: Any, g_ND: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (src_M,) = ctx.saved_tensors
+        return g_ND.index_select(0, src_M), None, None, None
+
+
+def _to_sorted(x_ND: torch.Tensor, src_M: torch.Tensor, inv_M: torch.Tensor, k: int) -> torch.Tensor:
+    if torch.jit.is_tracing():  # fvcore's trace is forward-only and cannot record a custom Function
+        return x_ND.index_select(0, src_M)
+    return _ToSorted.apply(x_ND, src_M, inv_M, k)
+
+
+def _from_sorted(r_MD: torch.Tensor, src_M: torch.Tensor, inv_M: torch.Tensor, k: int) -> torch.Tensor:
+    if torch.jit.is_tracing():
+        return _sum_copies(r_MD, inv_M, k)
+    return _FromSorted.apply(r_MD, src_M, inv_M, k)
+
+
 class ExpertBank(nn.Module):
     def __init__(self, n_experts: int, d_model: int, width: int, impl: str = "auto") -> None:
         super().__init__()
@@ -74,19 +150,14 @@ class ExpertBank(nn.Module):
         """
         N = x_ND.shape[0]
         expert_NK = expert_NK.reshape(N, -1)
+        impl = resolve_impl(self.impl, x_ND)
+        if impl == "grouped":
+            return self._grouped(x_ND, expert_NK, weight_NK)
         if weight_NK is not None:
             weight_NK = weight_NK.reshape(N, -1).to(x_ND.dtype)
-        impl = self.impl
-        if impl == "auto":
-            bf16 = _compute_dtype(x_ND) == torch.bfloat16
-            impl = (
-                "grouped"
-                if (x_ND.is_cuda and _has_grouped_mm() and bf16)
-                else ("sorted" if x_ND.is_cuda else "loop")
-            )
         if impl == "loop":
             return self._loop(x_ND, expert_NK, weight_NK)
-        return self._sorted(x_ND, expert_NK, weight_NK, grouped=impl == "grouped")
+        return self._sorted(x_ND, expert_NK, weight_NK)
 
     def dense(self, x_ND: torch.Tensor) -> torch.Tensor:
         """Every token reads every expert with weight 1 (shared experts): ``sum_e FFN_e(x)``.
@@ -110,8 +181,40 @@ class ExpertBank(nn.Module):
             y_ND = y_ND.index_add(0, tok, out.to(y_ND.dtype))
         return y_ND
 
+    def _grouped(
+        self, x_ND: torch.Tensor, expert_NK: torch.Tensor, weight_NK: torch.Tensor | None
+    ) -> torch.Tensor:
+        N, K = expert_NK.shape
+        E = self.n_experts
+        M = N * K
+        dev = x_ND.device
+        e_M = expert_NK.reshape(-1)
+        # Dropped reads get the key E, so they sort after every expert's rows.
+        key_M = torch.where(e_M >= 0, e_M, E)
+        skey_M, order_M = torch.sort(key_M, stable=True)
+        # Group e ends where the sorted keys pass e; the kernel leaves rows past the last offset
+        # undefined (forward and backward), so the last group is stretched over the dropped rows,
+        # which the scale below zeroes (and with them their gradient).
+        ends_E = torch.searchsorted(skey_M, torch.arange(1, E + 1, device=dev, dtype=skey_M.dtype))
+        offs_E = ends_E.to(torch.int32)
+        offs_E[-1:].fill_(M)  # fill_, not item assignment: no host-to-device copy
+        inv_M = torch.empty_like(order_M).scatter_(0, order_M, torch.arange(M, device=dev))
+        src_M = order_M // K if K > 1 else order_M
+        # autocast has no rule for _grouped_mm: cast to the compute dtype by hand, before the gather.
+        dt = _compute_dtype(x_ND)
+        xs_MD = _to_sorted(x_ND.to(dt), src_M, inv_M, K)
+        h_MG = F.gelu(torch._grouped_mm(xs_MD, self.w1_EDG.to(dt), offs=offs_E))
+        ys_MD = torch._grouped_mm(h_MG, self.w2_EGD.to(dt), offs=offs_E)
+        valid_M = skey_M < E
+        if weight_NK is None:
+            scale_M = valid_M.to(dt)
+        else:
+            w_M = weight_NK.reshape(-1).to(dt)[order_M]
+            scale_M = torch.where(valid_M, w_M, torch.zeros((), dtype=dt, device=dev))
+        return _from_sorted(ys_MD * scale_M.unsqueeze(1), src_M, inv_M, K)
+
     def _sorted(
-        self, x_ND: torch.Tensor, expert_NK: torch.Tensor, weight_NK: torch.Tensor | None, grouped: bool
+        self, x_ND: torch.Tensor, expert_NK: torch.Tensor, weight_NK: torch.Tensor | None
     ) -> torch.Tensor:
         N, K = expert_NK.shape
         E = self.n_experts
@@ -124,19 +227,7 @@ class ExpertBank(nn.Module):
         counts_E = torch.zeros(E, dtype=torch.int64, device=x_ND.device)
         counts_E.index_add_(0, e_M.clamp_min(0), valid_M.to(torch.int64))
         ends_E = torch.cumsum(counts_E, 0)
-        if grouped:
-            # The kernel leaves rows past the last offset undefined, in the forward and in the
-            # backward; so the last group is stretched over the dropped rows (computed with the
-            # last expert, then zeroed, which also zeroes their gradient).
-            offs_E = ends_E.to(torch.int32)
-            offs_E[-1:].fill_(e_M.shape[0])  # fill_, not item assignment: no host-to-device copy
-            # autocast has no rule for _grouped_mm: cast to the compute dtype by hand.
-            dt = _compute_dtype(x_ND)
-            h = F.gelu(torch._grouped_mm(xs_MD.to(dt), self.w1_EDG.to(dt), offs=offs_E))
-            ys_MD = torch._grouped_mm(h, self.w2_EGD.to(dt), offs=offs_E)
-            ys_MD = torch.where((es_M >= 0).unsqueeze(1), ys_MD, torch.zeros_like(ys_MD))
-        else:
-            ys_MD = self._padded_bmm(xs_MD, es_M, ends_E - counts_E, counts_E)
+        ys_MD = self._padded_bmm(xs_MD, es_M, ends_E - counts_E, counts_E)
         if weight_NK is not None:
             ys_MD = ys_MD * weight_NK.reshape(-1)[order_M].unsqueeze(1)
         # Unsort and sum each token's K rows (a fixed-order sum, so the result is deterministic).

@@ -1,0 +1,75 @@
+"""(b) Dense GPT model FLOPs utilisation through the workbench's own trainer (workbench/train.py).
+
+MFU = tokens/s x 3 x forward FLOPs per token / peak, with the forward FLOPs from
+:func:`workbench.model.model_cost` (2 per multiply-add; attention's two T x T products over
+the full context, as nanoGPT's ``estimate_mfu`` counts them; embeddings, norms and
+element-wise work not counted) and backward = 2 x forward. tokens/s is the trainer's: every
+step of the run after the first (which, when compiled, is the compilation) including the
+optimizer step, gradient clipping and the periodic loss reads; evaluation excluded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.common import peak_flops
+from workbench.config import ModelConfig, TrainConfig, TrialConfig
+from workbench.data import DeviceTokens, eval_batches
+from workbench.memory.dense import DenseConfig
+from workbench.model import GPT, model_cost
+from workbench.train import train
+
+GPT2_SMALL = {"d_model": 768, "n_layers": 12, "n_heads": 12, "seq_len": 1024, "vocab": 50304}
+SEARCH_SCALE = {"d_model": 384, "n_layers": 6, "n_heads": 6, "seq_len": 256, "vocab": 2048}
+
+
+def measure(shape: dict[str, int], batch_size: int, steps: int, compile_: bool) -> dict[str, Any]:
+    dev = torch.device("cuda")
+    model_cfg = ModelConfig(
+        seq_len=shape["seq_len"],
+        d_model=shape["d_model"],
+        n_layers=shape["n_layers"],
+        n_heads=shape["n_heads"],
+        memory=DenseConfig(),
+    )
+    tokens_per_step = batch_size * shape["seq_len"]
+    cfg = TrialConfig(
+        model=model_cfg,
+        train=TrainConfig(
+            tokens=steps * tokens_per_step,
+            batch_size=batch_size,
+            eval_tokens=shape["seq_len"] * 2,
+            eval_every=10**9,
+            compile=compile_,
+            lr=6e-4,
+        ),
+    )
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, shape["vocab"], 4_000_000).astype(np.uint16)
+    val = eval_batches(data[:100_000], shape["seq_len"], cfg.train.eval_tokens, batch_size, dev)
+    torch.manual_seed(0)
+    model = GPT(model_cfg, shape["vocab"]).to(dev)
+    result = train(cfg, model, DeviceTokens(data, dev), val, dev)
+    cost = model_cost(model_cfg, shape["vocab"])
+    peak, peak_src = peak_flops(dev)
+    achieved = result.tokens_per_s * 3 * cost.flops_per_token
+    del model
+    torch.cuda.empty_cache()
+    return {
+        "shape": shape,
+        "batch_size": batch_size,
+        "compiled": compile_,
+        "params": cost.params_total,
+        "flops_per_token": cost.flops_per_token,
+        "tokens_per_s": result.tokens_per_s,
+        "tflops": achieved / 1e12,
+        "mfu": achieved / peak,
+        "peak": peak,
+        "peak_source": peak_src,
+        "compile_s": result.compile_seconds,
+        "peak_mem_gb": result.peak_mem_bytes / 2**30,
+        "steps": result.steps,
+    }

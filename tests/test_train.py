@@ -1,0 +1,124 @@
+"""The training loop's fast paths keep its results: device-resident batches draw the CPU path's
+windows, a worker reuses its data and FLOP counts, several workers share one study, and (on a
+GPU, or with -m slow on the CPU) the compiled step trains like the eager one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.config import ModelConfig, TrainConfig, TrialConfig
+from workbench.data import DeviceTokens, eval_batches, random_batch
+from workbench.memory.switch import SwitchConfig
+from workbench.model import GPT
+from workbench.space import load_space
+from workbench.store import Store
+from workbench.study import StudyOptions, apply_overrides, gpu_assignment, run_study
+from workbench.train import Batches, train
+
+VOCAB = 64
+CUDA = torch.cuda.is_available()
+
+
+def tokens(n: int = 5000, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, VOCAB, n).astype(np.uint16)
+
+
+def config(**train: object) -> TrialConfig:
+    model = ModelConfig(
+        seq_len=16, d_model=16, n_layers=1, n_heads=2, memory=SwitchConfig(n_experts=4, expert_width=32)
+    )
+    knobs = {"tokens": 16 * 8 * 12, "batch_size": 8, "eval_tokens": 128, "lr": 1e-2, **train}
+    return TrialConfig(model=model, train=TrainConfig(**knobs))  # type: ignore[arg-type]
+
+
+def run(cfg: TrialConfig, data: np.ndarray | DeviceTokens, device: str = "cpu") -> object:
+    torch.manual_seed(cfg.train.seed)
+    model = GPT(cfg.model, VOCAB).to(device)
+    val = eval_batches(tokens(800, seed=1), cfg.model.seq_len, cfg.train.eval_tokens, cfg.train.batch_size, device)
+    return train(cfg, model, data, val, torch.device(device))
+
+
+def test_device_batches_draw_the_windows_of_the_cpu_path() -> None:
+    data = tokens()
+    gen_a, gen_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    batches = Batches(DeviceTokens(data, "cpu"), 4, 16, 7, gen_a, torch.device("cpu"))
+    for _ in range(7):
+        x, y = batches.next()
+        x_ref, y_ref = random_batch(data, 4, 16, gen_b)
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+        assert x.dtype == torch.int64
+
+
+def test_training_on_device_tokens_gives_the_same_perplexity() -> None:
+    cfg = config()
+    on_host = run(cfg, tokens())
+    on_device = run(cfg, DeviceTokens(tokens(), "cpu"))
+    assert on_host.val_loss == on_device.val_loss  # type: ignore[attr-defined]
+    assert on_host.steps == 12 and on_host.compile_seconds == 0.0  # type: ignore[attr-defined]
+
+
+def test_gpu_assignment_gives_one_gpu_per_worker_round_robin() -> None:
+    assert gpu_assignment(3, None, 0) == [None, None, None]
+    assert gpu_assignment(2, None, 1) == [None, None]
+    assert gpu_assignment(3, None, 2) == ["0", "1", "0"]
+    assert gpu_assignment(4, "3,5", 8) == ["3", "5", "3", "5"]
+    assert gpu_assignment(2, "7", 8) == [None, None]
+
+
+def test_a_worker_counts_fvcore_flops_once_per_design(tiny_space_file: Path, monkeypatch) -> None:
+    import workbench.flops as flops
+    from workbench.trial import TrialRunner
+
+    calls = []
+    real = flops.fvcore_flops_per_token
+
+    def counting(*args: object, **kw: object) -> int:
+        calls.append(1)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(flops, "fvcore_flops_per_token", counting)
+    space = load_space(tiny_space_file)
+    runner = TrialRunner(space=space, device=torch.device("cpu"))
+    cfg = next(s.config for s in space.iter_grid_samples() if s.config is not None)
+    for lr in (1e-3, 2e-3):
+        slower = TrialConfig(data=cfg.data, model=cfg.model, train=TrainConfig(**{**cfg.to_dict()["train"], "lr": lr}))
+        metrics = runner.train_and_measure(slower)
+        assert metrics["flops_per_token_fvcore"] > 0
+    assert len(calls) == 1
+
+
+def test_two_workers_share_one_study_and_store(tiny_space_file: Path, tmp_path: Path) -> None:
+    store = tmp_path / "wb.duckdb"
+    space = apply_overrides(load_space(tiny_space_file), {}, seed=0)
+    opts = StudyOptions(trials=4, store=str(store), device="cpu", progress=False, workers=2)
+    outcome = run_study(space, opts)
+    frame = Store.open(store, read_only=True).sql("SELECT trial_number, status FROM trials ORDER BY 1")
+    # Two workers may both start a trial when one is missing: at most one past the target.
+    assert 4 <= len(frame) <= 5 and outcome.ran == len(frame)  # type: ignore[attr-defined]
+    assert set(frame.status) <= {"complete", "infeasible"}
+    assert list(frame.trial_number) == list(range(len(frame)))
+
+
+@pytest.mark.slow
+def test_compiled_training_on_cpu_matches_eager() -> None:
+    eager = run(config(), tokens())
+    compiled = run(config(compile=True), tokens())
+    assert compiled.compile_seconds > 0  # type: ignore[attr-defined]
+    assert abs(compiled.val_loss - eager.val_loss) < 1e-3  # type: ignore[attr-defined]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_gpu_compiled_and_eager_training_agree_and_read_device_tokens() -> None:
+    data = DeviceTokens(tokens(), "cuda")
+    eager = run(config(), data, "cuda")
+    compiled = run(config(compile=True), data, "cuda")
+    assert compiled.compile_seconds > 0 and eager.compile_seconds == 0  # type: ignore[attr-defined]
+    # bf16 autocast both ways; compiled kernels fuse and reassociate.
+    assert abs(compiled.val_loss - eager.val_loss) < 0.05  # type: ignore[attr-defined]
+    again = run(config(), data, "cuda")
+    assert abs(again.val_loss - eager.val_loss) < 1e-3  # type: ignore[attr-defined]
