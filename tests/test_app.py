@@ -343,3 +343,20 @@ def test_new_trials_show_up_after_refresh(tmp_path: Path, monkeypatch: pytest.Mo
         con.execute("INSERT INTO params SELECT * REPLACE (trial_number + 100 AS trial_number) FROM params")
     at.sidebar.button[0].click().run()  # Refresh
     assert "**20** of 20" in ok(at).caption[0].value
+
+
+def test_pareto_page_of_10k_trials_is_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guard for bench/app_load.py (the measured figure is in docs/PERFORMANCE.md): with the
+    imports done and nothing cached, the Pareto page of 10,000 trials runs in well under 3 s."""
+    path = write_synthetic_store(tmp_path / "wb.duckdb", 10_000)
+    monkeypatch.setenv(STORE_ENV, str(path))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    start = time.perf_counter()
+    ok(at.switch_page("views/pareto.py").run())
+    elapsed = time.perf_counter() - start
+    assert plotted_points(at) == 10_000
+    traces = charts(at)[0]["data"]
+    assert {t["type"] for t in traces if t.get("customdata") and not t["name"].startswith("front")} == {
+        "scattergl"
+    }
+    assert elapsed < 3.0, f"Pareto page of 10k trials took {elapsed:.2f}s"

@@ -22,7 +22,6 @@ from workbench.explore._frames import (
     Filter,
     apply_filters,
     design_lines,
-    fmt_number,
     with_keys,
 )
 from workbench.pareto import Direction
@@ -102,10 +101,10 @@ def get_pareto_info(
         if not trials.empty and needed not in trials.columns:
             raise ExploreError(f"no column '{needed}' in these trials")
     n_trials = len(trials)
-    colors = category_colors(trials[color].map(_label).unique()) if not trials.empty else {}
+    colors = category_colors(_labels(trials[color]).unique()) if not trials.empty else {}
     symbols = {"": "circle"}
     if symbol and not trials.empty:
-        order = sorted(trials[symbol].map(_label).unique(), key=_natural)
+        order = sorted(_labels(trials[symbol]).unique(), key=_natural)
         symbols = {v: SYMBOLS[i % len(SYMBOLS)] for i, v in enumerate(order)}
     kept = apply_filters(trials, filters) if not trials.empty else trials
     n_filtered_out = n_trials - len(kept)
@@ -168,9 +167,9 @@ def pareto_figure(
     scatter = go.Scattergl if webgl else go.Scatter
     x_col, y_col = info.x.column, info.y.column
     if not pts.empty:
-        color_values = pts[info.color].map(_label)
+        color_values = _labels(pts[info.color])
         colors, symbols = info.colors, info.symbols
-        sym_values = pts[info.symbol].map(_label) if info.symbol else pd.Series("", index=pts.index)
+        sym_values = _labels(pts[info.symbol]) if info.symbol else pd.Series("", index=pts.index)
         hover = _hover_text(pts, info)
         groups = pd.DataFrame({"c": color_values, "s": sym_values}).groupby(["c", "s"], sort=True).indices
         # One trace per (colour, shape); the legend has one entry per colour (clicking it hides the
@@ -192,7 +191,7 @@ def pareto_figure(
                     },
                     customdata=pts["key"].to_numpy()[index].reshape(-1, 1),
                     hovertext=hover[index],
-                    hovertemplate="%{hovertext}<extra></extra>",
+                    hovertemplate=_hover_template(info),
                 )
             )
         for c in sorted(color_values.unique(), key=_natural):
@@ -231,7 +230,7 @@ def pareto_figure(
                     showlegend=False,
                     customdata=front["key"].to_numpy().reshape(-1, 1),
                     hovertext=_hover_text(front, info),
-                    hovertemplate="<b>on the front</b><br>%{hovertext}<extra></extra>",
+                    hovertemplate=_hover_template(info, "<b>on the front</b><br>"),
                 )
             )
     fig.update_layout(
@@ -284,11 +283,18 @@ def _key_entry(name: str, color: str, symbol: str, *, legendgroup: str) -> go.Sc
 
 
 def _hover_text(pts: pd.DataFrame, info: ParetoInfo) -> np.ndarray:
-    """``study#n · design`` then the two axis values, one line each."""
-    ppl = pts[info.y.column].map(lambda v: f"{v:.4g}")
-    xs = pts[info.x.column].map(fmt_number)
-    text = pts["key"] + " · " + pts["design"] + "<br>ppl " + ppl + " · " + info.x.label + " " + xs
-    return text.to_numpy()
+    """``study#n · design``; the hover template adds the two axis values (formatted by plotly)."""
+    return (pts["key"] + " · " + pts["design"]).to_numpy()
+
+
+def _hover_template(info: ParetoInfo, head: str = "") -> str:
+    return f"{head}%{{hovertext}}<br>ppl %{{y:.4g}} · {info.x.label} %{{x:.4s}}<extra></extra>"
+
+
+def _labels(values: pd.Series) -> pd.Series:
+    """:func:`_label` of each value, computed once per distinct value."""
+    distinct = values.drop_duplicates()
+    return values.map(dict(zip(distinct, map(_label, distinct), strict=True)))
 
 
 def _label(value: object) -> str:
