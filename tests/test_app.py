@@ -360,3 +360,29 @@ def test_pareto_page_of_10k_trials_is_quick(tmp_path: Path, monkeypatch: pytest.
         "scattergl"
     }
     assert elapsed < 3.0, f"Pareto page of 10k trials took {elapsed:.2f}s"
+
+
+def test_workbench_app_command_starts_streamlit_headless_on_localhost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from workbench import cli, explore
+
+    seen: dict[str, Any] = {}
+
+    def fake_run_app(argv: list[str], env: dict[str, str]) -> int:
+        seen.update(argv=argv, env=env)
+        return 0
+
+    monkeypatch.setattr(explore, "run_app", fake_run_app)
+    result = CliRunner().invoke(cli.app, ["app", "--store", str(tmp_path / "s.duckdb"), "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    argv = seen["argv"]
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4] == str(APP)
+    flags = dict(zip(argv[5::2], argv[6::2], strict=True))
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8123"
+    assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
+    assert seen["env"][STORE_ENV] == str(tmp_path / "s.duckdb")
+    help_text = CliRunner().invoke(cli.app, ["app", "--help"]).output
+    assert "--store" in help_text and "--port" in help_text
