@@ -122,8 +122,16 @@ def write_section(doc: Path, body: str) -> None:
     doc.write_text(text, encoding="utf-8")
 
 
-def save_json(name: str, data: Any) -> None:
-    """Raw results under ``$OUT`` (the device tool's return folder) or ``/tmp/bench-out``."""
+def out_dir() -> Path:
+    """Where raw results go: ``$OUT`` (the device tool's return folder) or ``/tmp/bench-out``."""
     out = Path(os.environ.get("OUT") or "/tmp/bench-out")
     out.mkdir(parents=True, exist_ok=True)
-    (out / name).write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    return out
+
+
+def save_json(name: str, data: Any) -> None:
+    (out_dir() / name).write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+
+
+def save_text(name: str, text: str) -> None:
+    (out_dir() / name).write_text(text, encoding="utf-8")

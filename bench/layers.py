@@ -95,7 +95,38 @@ def _step(layer: torch.nn.Module, x: torch.Tensor, ids: torch.Tensor, gy: torch.
     return step
 
 
-def time_step(step: Callable[[], None], budget_s: float = 0.15) -> float:
+def graph_step(
+    layer: torch.nn.Module, x: torch.Tensor, ids: torch.Tensor, gy: torch.Tensor
+) -> Callable[[], None]:
+    """The layer's forward and backward captured in a CUDA graph: ``replay`` runs it without launch
+    overhead (what the step costs the GPU; torch.compile's reduce-overhead mode and whole-step
+    graphs in the trainer get there). Raises where the step synchronises with the host."""
+    ctx = ForwardContext(token_ids_BT=ids)
+
+    def fwd_bwd() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+            y, aux = layer(x, ctx)
+        if aux.requires_grad:
+            torch.autograd.backward([y, aux], [gy.to(y.dtype), torch.ones_like(aux)])
+        else:
+            y.backward(gy.to(y.dtype))
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            fwd_bwd()
+    torch.cuda.current_stream().wait_stream(side)
+    x.grad = None
+    for p in layer.parameters():
+        p.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fwd_bwd()
+    return graph.replay
+
+
+def time_step(step: Callable[[], None], budget_s: float = 0.1) -> float:
     """Median ms of ``step``; repetitions sized so one timed batch takes about ``budget_s``."""
     step()
     torch.cuda.synchronize()
@@ -133,6 +164,7 @@ class _Width:
         self.ids = torch.randint(0, self.ctx.vocab_size, (batch, seq_len), device=dev, generator=gen)
         self.gy = torch.randn(batch, seq_len, d, device=dev, generator=gen)
         self.dense_ms: dict[tuple[int, bool], float] = {}
+        self.dense_graph_ms: dict[int, float | None] = {}
 
     def timed(self, spec: dict[str, Any], compile_: bool = False) -> tuple[float, int]:
         """(median ms per step, host syncs per step) of the layer of ``spec``."""
@@ -142,11 +174,32 @@ class _Width:
         ms = time_step(step)
         syncs = host_syncs(step) if not compile_ else 0
         del layer, fn, step
+        self._free(compile_)
+        return ms, syncs
+
+    def graphed(self, spec: dict[str, Any]) -> float | None:
+        """Median ms of the step replayed from a CUDA graph; None where it cannot be captured."""
+        layer = build(spec, self.ctx, self.dev)
+        try:
+            replay = graph_step(layer, self.x, self.ids, self.gy)
+            ms: float | None = time_step(replay)
+        except Exception:
+            ms = None
+        self.x.grad = None
+        del layer
+        self._free(False)
+        return ms
+
+    def _free(self, compile_: bool) -> None:
         if compile_:
             torch._dynamo.reset()
         gc.collect()
         torch.cuda.empty_cache()
-        return ms, syncs
+
+    def dense_graphed(self, d_ff: int) -> float | None:
+        if d_ff not in self.dense_graph_ms:
+            self.dense_graph_ms[d_ff] = self.graphed({"kind": "dense", "d_ff": d_ff})
+        return self.dense_graph_ms[d_ff]
 
     def dense(self, d_ff: int, compile_: bool = False) -> float:
         key = (d_ff, compile_)
@@ -163,13 +216,19 @@ def run(
     compiled: tuple[tuple[int, str, int], ...] = (),
     deadline: Deadline | None = None,
     profile: tuple[int, str, int] | None = None,
+    simple: bool = True,
+    kinds: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """Rows of the per-layer table (one per layer, width and block count), times in ms."""
+    """Rows of the per-layer table (one per layer, width and block count), times in ms.
+
+    ``simple`` False skips the simple implementations; ``kinds`` keeps only those layer names.
+    """
     dev = torch.device("cuda")
     rows: list[dict[str, Any]] = []
     for d in dims:
         w = _Width(d, tokens, seq_len, dev)
         base_ms = w.dense(4 * d)
+        base_graph = w.dense_graphed(4 * d)
         rows.append(
             {
                 "d": d,
@@ -180,10 +239,15 @@ def run(
                 "fast_ms": base_ms,
                 "fast_x": 1.0,
                 "syncs": 0,
+                "graph_ms": base_graph,
+                "dense_graph_ms": base_graph,
+                "graph_x": 1.0,
             }
         )
         for n_blocks in blocks:
             for name, spec in expert_specs(d, n_blocks):
+                if kinds and name not in kinds:
+                    continue
                 row: dict[str, Any] = {"d": d, "layer": name, "blocks": n_blocks, "knobs": _knobs(spec)}
                 rows.append(row)
                 if deadline and deadline.left() < 20:
@@ -193,8 +257,12 @@ def run(
                 try:
                     row["fast_ms"], row["syncs"] = w.timed({**spec, "impl": "auto"})
                     row["fast_x"] = row["fast_ms"] / base_ms
-                    row["loop_ms"], _ = w.timed({**spec, "impl": "loop"})
-                    row["loop_x"] = row["loop_ms"] / base_ms
+                    row["graph_ms"], row["dense_graph_ms"] = w.graphed({**spec, "impl": "auto"}), base_graph
+                    if row["graph_ms"] and base_graph:
+                        row["graph_x"] = row["graph_ms"] / base_graph
+                    if simple:
+                        row["loop_ms"], row["loop_syncs"] = w.timed({**spec, "impl": "loop"})
+                        row["loop_x"] = row["loop_ms"] / base_ms
                     if (d, name, n_blocks) in compiled:
                         row["compiled_dense_ms"] = w.dense(4 * d, compile_=True)
                         row["compiled_ms"], _ = w.timed({**spec, "impl": "auto"}, compile_=True)
@@ -204,6 +272,8 @@ def run(
                 except Exception as exc:  # a failing layer is reported, not fatal to the table
                     row["error"] = f"{type(exc).__name__}: {exc}"[:200]
         for name, spec in table_specs(d):
+            if kinds and name not in kinds:
+                continue
             flops = config_from_dict(spec).cost(w.ctx).flops_per_token
             d_ff_eq = max(64, round(flops / (4 * d) / 64) * 64)
             row = {
@@ -222,7 +292,10 @@ def run(
                 row["dense_ms"] = w.dense(d_ff_eq)
                 row["fast_ms"], row["syncs"] = w.timed(spec)
                 row["fast_x"] = row["fast_ms"] / row["dense_ms"]
-                if spec["kind"] in ("pkm", "softmax_table"):
+                row["graph_ms"], row["dense_graph_ms"] = w.graphed(spec), w.dense_graphed(d_ff_eq)
+                if row["graph_ms"] and row["dense_graph_ms"]:
+                    row["graph_x"] = row["graph_ms"] / row["dense_graph_ms"]
+                if simple and spec["kind"] in ("pkm", "softmax_table"):
                     with _SimpleRows():
                         row["loop_ms"], _ = w.timed(spec)
                     row["loop_x"] = row["loop_ms"] / row["dense_ms"]

@@ -10,6 +10,8 @@ optimizer step, gradient clipping and the periodic loss reads; evaluation exclud
 
 from __future__ import annotations
 
+import functools
+import gc
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,12 @@ GPT2_SMALL = {"d_model": 768, "n_layers": 12, "n_heads": 12, "seq_len": 1024, "v
 SEARCH_SCALE = {"d_model": 384, "n_layers": 6, "n_heads": 6, "seq_len": 256, "vocab": 2048}
 
 
-def measure(shape: dict[str, int], batch_size: int, steps: int, compile_: bool) -> dict[str, Any]:
+def measure(
+    shape: dict[str, int], batch_size: int, steps: int, compile_: bool, graphs: bool = True
+) -> dict[str, Any]:
+    """One training run through :func:`workbench.train.train`; ``graphs`` False trains eagerly."""
+    import os
+
     dev = torch.device("cuda")
     model_cfg = ModelConfig(
         seq_len=shape["seq_len"],
@@ -52,16 +59,23 @@ def measure(shape: dict[str, int], batch_size: int, steps: int, compile_: bool) 
     val = eval_batches(data[:100_000], shape["seq_len"], cfg.train.eval_tokens, batch_size, dev)
     torch.manual_seed(0)
     model = GPT(model_cfg, shape["vocab"]).to(dev)
-    result = train(cfg, model, DeviceTokens(data, dev), val, dev)
+    os.environ["WORKBENCH_CUDA_GRAPHS"] = "1" if graphs else "0"
+    try:
+        result = train(cfg, model, DeviceTokens(data, dev), val, dev)
+    finally:
+        os.environ.pop("WORKBENCH_CUDA_GRAPHS")
     cost = model_cost(model_cfg, shape["vocab"])
     peak, peak_src = peak_flops(dev)
     achieved = result.tokens_per_s * 3 * cost.flops_per_token
     del model
+    gc.collect()
     torch.cuda.empty_cache()
     return {
         "shape": shape,
         "batch_size": batch_size,
         "compiled": compile_,
+        "cuda_graph": result.cuda_graph,
+        "eager_reason": result.eager_reason,
         "params": cost.params_total,
         "flops_per_token": cost.flops_per_token,
         "tokens_per_s": result.tokens_per_s,
@@ -73,3 +87,38 @@ def measure(shape: dict[str, int], batch_size: int, steps: int, compile_: bool) 
         "peak_mem_gb": result.peak_mem_bytes / 2**30,
         "steps": result.steps,
     }
+
+
+def profile_step(shape: dict[str, int], batch_size: int, compile_: bool, steps: int = 3) -> str:
+    """The CUDA kernels (by total time) of a few eager-launched training steps of the trainer."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from workbench.train import TrainStep, compiled_loss, make_optimizer, model_loss
+
+    dev = torch.device("cuda")
+    model_cfg = ModelConfig(
+        seq_len=shape["seq_len"],
+        d_model=shape["d_model"],
+        n_layers=shape["n_layers"],
+        n_heads=shape["n_heads"],
+        memory=DenseConfig(),
+    )
+    torch.manual_seed(0)
+    model = GPT(model_cfg, shape["vocab"]).to(dev)
+    loss_fn = compiled_loss(model) if compile_ else functools.partial(model_loss, model)
+    optimizer = make_optimizer(model, TrialConfig(model=model_cfg), dev)
+    step = TrainStep(model, loss_fn, optimizer, torch.bfloat16, 1.0, graphs=False)
+    x = torch.randint(0, shape["vocab"], (batch_size, shape["seq_len"]), device=dev)
+    y = torch.randint(0, shape["vocab"], (batch_size, shape["seq_len"]), device=dev)
+    for _ in range(3):
+        step(x, y)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step(x, y)
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90)
+    if compile_:
+        torch._dynamo.reset()
+    torch.cuda.empty_cache()
+    return str(table)

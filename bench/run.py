@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from bench import layers, mfu, study_throughput
-from bench.common import Deadline, environment, md_table, save_json, write_section
+from bench.common import Deadline, environment, md_table, save_json, save_text, write_section
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -39,26 +39,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer-tokens", type=int, default=32768, help="tokens per layer step in (a)")
     parser.add_argument(
         "--compiled-layers",
-        default="512:switch:16,768:switch:16,256:switch:64",
-        help="d:layer:blocks rows of (a) also timed under torch.compile",
+        default="",
+        help="d:layer:blocks rows of (a) also timed under torch.compile (e.g. 512:switch:16)",
     )
     parser.add_argument(
         "--mfu",
-        default="gpt2:16:eager,gpt2:16:compiled,search:64:eager,search:64:compiled",
+        default="gpt2:16:eager,gpt2:16:compiled,search:64:eager-nographs,search:64:eager,search:64:compiled",
         help="shape:batch:mode runs of (b)",
     )
     parser.add_argument("--study", default="1:eager,2:eager", help="workers:mode study runs of (c)")
-    parser.add_argument("--study-tokens", type=int, default=2_000_000)
+    parser.add_argument("--study-tokens", type=int, default=20_000_000)
+    parser.add_argument(
+        "--study-timeout", type=float, default=100, help="seconds after which a study run starts no new trial"
+    )
     parser.add_argument("--study-trials", type=int, default=6)
-    parser.add_argument("--budget", type=float, default=540, help="seconds for the whole run")
-    parser.add_argument("--layers-budget", type=float, default=0, help="seconds for (a); 0: 45%% of --budget")
+    parser.add_argument("--budget", type=float, default=530, help="seconds for the whole run")
+    parser.add_argument("--no-simple", action="store_true", help="skip the simple implementations in (a)")
+    parser.add_argument("--kinds", default="", help="only these layer names in (a), comma-separated")
+    parser.add_argument(
+        "--profile-mfu", default="", help="shape:batch:mode runs to profile (kernel tables to $OUT)"
+    )
+    parser.add_argument(
+        "--layers-budget", type=float, default=170, help="seconds for (a); 0: 45%% of --budget"
+    )
     args = parser.parse_args(argv)
 
     if not torch.cuda.is_available():
         print("bench.run needs a CUDA device", file=sys.stderr)
         return 2
     dev = torch.device("cuda")
-    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = True  # as workbench/train.py sets it under bf16 autocast
     deadline = Deadline(args.budget)
     env = environment(dev)
     command = "python -m bench.run " + " ".join(
@@ -66,6 +76,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     sections = args.sections.split(",")
     results: dict[str, Any] = {"env": env, "command": command}
+
+    if "study" in sections:
+        results["study"] = []
+        for run in args.study.split(","):
+            workers, mode = run.split(":")
+            if deadline.left() < 60:
+                results["study"].append({"skipped": run})
+                continue
+            try:
+                row = study_throughput.run(
+                    args.study_tokens,
+                    args.study_trials,
+                    int(workers),
+                    mode == "compiled",
+                    timeout=min(args.study_timeout, max(30.0, deadline.left() - 45)),
+                )
+                row["extrapolated_20m"] = study_throughput.extrapolate(row)
+                results["study"].append(row)
+                print(
+                    f"study {run}: {row['completed']} trials in {row['wall_s']:.0f}s, "
+                    f"{row['trials_per_hour']:.0f}/h measured, {row['extrapolated_20m'] or 0:.0f}/h at 20M tokens, "
+                    f"busy {row['gpu_busy'] or 0:.0%}",
+                    flush=True,
+                )
+            except Exception:
+                results["study"].append({"error": traceback.format_exc()[-2000:], "run": run})
+                print(results["study"][-1]["error"], flush=True)
+        save_json("results.json", results)
 
     if "layers" in sections:
         started = time.monotonic()
@@ -83,24 +121,38 @@ def main(argv: list[str] | None = None) -> int:
                     args.layers_budget or (deadline.left() * 0.45 if len(sections) > 1 else deadline.left())
                 ),
                 profile=(512, "switch", 16),
+                simple=not args.no_simple,
+                kinds=tuple(k for k in args.kinds.split(",") if k),
             )
         except Exception:
             results["layers_error"] = traceback.format_exc()
         results["layers_s"] = time.monotonic() - started
-        save_json("layers.json", results.get("layers"))
+        save_json("results.json", results)
         _print_layers(results.get("layers") or [])
+
+    for run in (r for r in args.profile_mfu.split(",") if r):
+        shape_name, batch, mode = run.split(":")
+        shape = mfu.GPT2_SMALL if shape_name == "gpt2" else mfu.SEARCH_SCALE
+        try:
+            table = mfu.profile_step(shape, int(batch), mode == "compiled")
+        except Exception:
+            table = traceback.format_exc()
+        save_text(f"profile_{shape_name}_{batch}_{mode}.txt", table)
+        print(table[:6000], flush=True)
 
     if "mfu" in sections:
         results["mfu"] = []
         for run in args.mfu.split(","):
             shape_name, batch, mode = run.split(":")
-            if deadline.left() < (150 if mode == "compiled" else 40):
+            if deadline.left() < (150 if mode.startswith("compiled") else 40):
                 results["mfu"].append({"skipped": run})
                 continue
             shape = mfu.GPT2_SMALL if shape_name == "gpt2" else mfu.SEARCH_SCALE
             steps = 60 if shape_name == "gpt2" else 200
             try:
-                row = mfu.measure(shape, int(batch), steps, mode == "compiled")
+                row = mfu.measure(
+                    shape, int(batch), steps, mode.startswith("compiled"), "nographs" not in mode
+                )
                 row["name"] = shape_name
                 results["mfu"].append(row)
                 print(
@@ -110,41 +162,12 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:
                 results["mfu"].append({"error": traceback.format_exc()[-2000:], "run": run})
                 print(results["mfu"][-1]["error"], flush=True)
-        save_json("mfu.json", results["mfu"])
-
-    if "study" in sections:
-        results["study"] = []
-        for run in args.study.split(","):
-            workers, mode = run.split(":")
-            if deadline.left() < 60:
-                results["study"].append({"skipped": run})
-                continue
-            try:
-                row = study_throughput.run(
-                    args.study_tokens,
-                    args.study_trials,
-                    int(workers),
-                    mode == "compiled",
-                    timeout=max(30.0, deadline.left() - 45),
-                )
-                row["extrapolated_20m"] = study_throughput.extrapolate(row)
-                results["study"].append(row)
-                print(
-                    f"study {run}: {row['completed']} trials in {row['wall_s']:.0f}s, "
-                    f"{row['trials_per_hour']:.0f}/h measured, {row['extrapolated_20m'] or 0:.0f}/h at 20M tokens, "
-                    f"busy {row['gpu_busy'] or 0:.0%}",
-                    flush=True,
-                )
-            except Exception:
-                results["study"].append({"error": traceback.format_exc()[-2000:], "run": run})
-                print(results["study"][-1]["error"], flush=True)
-        save_json("study.json", results["study"])
+        save_json("results.json", results)
 
     save_json("results.json", results)
     body = render(results, args)
     write_section(Path(args.doc), body)
-    out_doc = Path(__import__("os").environ.get("OUT") or "/tmp/bench-out") / "PERFORMANCE.section.md"
-    out_doc.write_text(body, encoding="utf-8")
+    save_text("PERFORMANCE.section.md", body)
     print(body)
     return 0
 
@@ -153,7 +176,7 @@ def _print_layers(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         print(
             f"{r['d']:4d} {r['layer']:18s} {r.get('blocks') or '':>3} fast {r.get('fast_x', float('nan')):6.2f}x "
-            f"loop {r.get('loop_x', float('nan')):7.2f}x comp {r.get('compiled_x', float('nan')):5.2f}x "
+            f"graph {r.get('graph_x') or float('nan'):5.2f}x loop {r.get('loop_x', float('nan')):7.2f}x comp {r.get('compiled_x', float('nan')):5.2f}x "
             f"syncs {r.get('syncs', '')} {r.get('error', '')}",
             flush=True,
         )
@@ -176,7 +199,9 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
             "parameters; median device time. Baseline of an expert-style layer: the dense FFN of width 4d "
             "(each routes 4d active cells per token); of a table layer: the dense FFN whose FLOPs equal the "
             "layer's analytic active FLOPs (`dense d_ff`). *fast* = `impl=auto` (grouped dispatch) or "
-            "EmbeddingBag reads; *simple* = the per-expert Python loop, or gather-then-sum rows; *compiled* = "
+            "EmbeddingBag reads; *graphed* = the fast step replayed from a CUDA graph against the graphed dense "
+            "FFN (the GPU's time without launch overhead; — where the step cannot be captured because it "
+            "synchronises); *simple* = the per-expert Python loop, or gather-then-sum rows; *compiled* = "
             "the fast layer and the dense FFN both under `torch.compile`. *syncs* = host synchronisations "
             "per fast step (CUDA sync debug mode).",
             "",
@@ -184,8 +209,11 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         rows = []
         for r in results["layers"]:
             g = layers.goal(r)
-            x = r.get("compiled_x") if r.get("compiled_x") is not None else r.get("fast_x")
-            verdict = None if g is None or x is None else ("yes" if x <= g else "no")
+
+            def meets(x: float | None, g: float | None = g) -> str | None:
+                return None if g is None or x is None else ("yes" if x <= g else "no")
+
+            status = "not run" if r.get("skipped") else r.get("error")
             rows.append(
                 [
                     r["d"],
@@ -196,11 +224,13 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
                     r.get("dense_ms"),
                     r.get("fast_ms"),
                     r.get("fast_x"),
-                    r.get("loop_x"),
+                    r.get("graph_x"),
                     r.get("compiled_x"),
+                    r.get("loop_x"),
                     r.get("syncs"),
                     f"≤ {g}x" if g else None,
-                    "not run" if r.get("skipped") else (r.get("error") or verdict),
+                    status
+                    or " / ".join(str(meets(r.get(k)) or "—") for k in ("fast_x", "graph_x", "compiled_x")),
                 ]
             )
         out += [
@@ -214,11 +244,12 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
                     "dense ms",
                     "fast ms",
                     "fast ×dense",
-                    "simple ×dense",
+                    "graphed ×dense",
                     "compiled ×dense",
+                    "simple ×dense",
                     "syncs",
                     "goal",
-                    "meets (best of fast/compiled)",
+                    "meets: fast / graphed / compiled",
                 ],
                 rows,
             ),
@@ -238,13 +269,16 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
                 r.get("name"),
                 r.get("params", 0) / 1e6 if r.get("params") else None,
                 r.get("batch_size"),
-                "compiled" if r.get("compiled") else "eager",
+                ("compiled" if r.get("compiled") else "eager")
+                + (" + CUDA graph" if r.get("cuda_graph") else ""),
                 r.get("tokens_per_s"),
                 r.get("tflops"),
                 f"{r['mfu']:.1%}" if r.get("mfu") else None,
                 r.get("compile_s"),
                 r.get("peak_mem_gb"),
-                (r.get("skipped") and "not run") or (r.get("error", "")[-120:] if r.get("error") else None),
+                (r.get("skipped") and "not run")
+                or (r.get("error", "")[-120:] if r.get("error") else None)
+                or (r.get("eager_reason") if r.get("eager_reason") not in (None, "", "off") else None),
             ]
             for r in results["mfu"]
         ]
@@ -271,10 +305,17 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
             "### (c) Study throughput and (d) peak memory per trial",
             "",
             f"The standard small space of bench/study_throughput.py (8-11.5M parameters: 6 layers, d 320|384, "
-            f"seq 256, batch 64, dense | 4-expert switch | 4-expert hash, KJV BPE-2048) run by "
-            f"`workbench.study.run_study` with {args.study_tokens:,} tokens per trial (measured), and the rate "
-            "extrapolated to 20M tokens per trial by keeping the measured per-trial overhead (set-up, fvcore, "
-            "evaluation, storage) and scaling the training time. GPU busy = mean of nvidia-smi utilization.gpu "
+            f"seq 256, batch 64, dense | 4-expert switch | 4-expert hash, KJV BPE-2048, random sampler) run by "
+            f"`workbench.study.run_study` exactly as `workbench run --workers N` runs it, {args.study_tokens:,} "
+            "tokens per trial, eager training with whole-step CUDA graphs. Trials/GPU-hour = completed trials / "
+            "wall time of the study (start-up, fvcore, evaluation, storage included). "
+            + (
+                "The 20M column equals the measured rate (the run used the 20M budget). "
+                if args.study_tokens >= 20_000_000
+                else "The 20M column extrapolates: the measured per-trial overhead is kept and the training "
+                "time scaled to 20M tokens. "
+            )
+            + "GPU busy = mean of nvidia-smi utilization.gpu (share of time a kernel was running) sampled "
             "every 200 ms over the whole study.",
             "",
         ]
@@ -316,7 +357,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
                     "completed",
                     "wall s",
                     "trials/GPU-h (measured)",
-                    "trials/GPU-h at 20M tokens (extrapolated)",
+                    "trials/GPU-h at 20M tokens",
                     "GPU busy",
                     "tokens/s per trial (mean)",
                     "peak mem GB (max trial)",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from workbench.memory import ForwardContext, LayerContext, config_from_dict
 from workbench.memory._lookup import weighted_rows
@@ -212,12 +211,22 @@ def test_gpu_layers_with_grouped_dispatch_match_the_loop(knobs: dict) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
-@pytest.mark.parametrize("knobs", LAYERS, ids=lambda k: "-".join(str(v) for v in k.values()))
-def test_gpu_expert_layer_step_has_no_host_synchronisation(knobs: dict) -> None:
-    # Table layers are left out: EmbeddingBag's CUDA backward reads a segment count back to the
-    # host inside PyTorch; bench/layers.py reports which layers synchronise.
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        *({**k, "impl": "auto"} for k in LAYERS),
+        {"kind": "pkm", "n_keys": 16, "k": 4},
+        {"kind": "vanilla", "k": 8},
+        {"kind": "softmax_table", "n_entries": 32, "k": 4},
+        {"kind": "token_table"},
+        {"kind": "lsh", "n_bits": 4},
+    ],
+    ids=lambda k: "-".join(str(v) for v in k.values()),
+)
+def test_gpu_layer_step_has_no_host_synchronisation(knobs: dict) -> None:
+    # What lets the trainer capture a whole step as one CUDA graph.
     ctx = LayerContext(d_model=D, vocab_size=V, seq_len=T, token_counts=np.ones(V))
-    layer = config_from_dict({**knobs, "impl": "auto"}).build(ctx).cuda().train()
+    layer = config_from_dict(knobs).build(ctx).cuda().train()
     x = torch.randn(4, T, D, device="cuda", requires_grad=True)
     ids = torch.randint(0, V, (4, T), device="cuda")
     layer(x, ForwardContext(token_ids_BT=ids))  # warm-up: lazy initialisation may sync once

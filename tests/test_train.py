@@ -122,3 +122,27 @@ def test_gpu_compiled_and_eager_training_agree_and_read_device_tokens() -> None:
     assert abs(compiled.val_loss - eager.val_loss) < 0.05  # type: ignore[attr-defined]
     again = run(config(), data, "cuda")
     assert abs(again.val_loss - eager.val_loss) < 1e-3  # type: ignore[attr-defined]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_gpu_whole_step_cuda_graph_trains_like_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = DeviceTokens(tokens(), "cuda")
+    graphed = run(config(), data, "cuda")
+    assert graphed.cuda_graph, graphed.eager_reason  # type: ignore[attr-defined]
+    monkeypatch.setenv("WORKBENCH_CUDA_GRAPHS", "0")
+    eager = run(config(), data, "cuda")
+    assert not eager.cuda_graph and eager.eager_reason == "off"  # type: ignore[attr-defined]
+    assert abs(graphed.val_loss - eager.val_loss) < 1e-3  # type: ignore[attr-defined]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_gpu_a_synchronising_model_trains_eagerly() -> None:
+    cfg = config()
+    loop = TrialConfig(
+        model=ModelConfig(**{**cfg.model.__dict__, "memory": SwitchConfig(n_experts=4, expert_width=32, impl="loop")}),
+        train=cfg.train,
+    )
+    result = run(loop, DeviceTokens(tokens(), "cuda"), "cuda")
+    assert not result.cuda_graph and "synchronisation" in result.eager_reason  # type: ignore[attr-defined]

@@ -8,7 +8,9 @@ The GPU path keeps the device busy: the token array lives in device memory
 (:class:`~workbench.data.DeviceTokens`, once per worker) and every window start of the run
 is drawn up front from the same CPU generator as the CPU path (so both read the same
 windows) and copied once, so a step launches work without waiting for the host; bf16
-autocast, fused AdamW, SDPA attention; ``train.compile`` runs the training forward and
+autocast (the float32 matmuls it leaves, such as routers, in TF32), fused AdamW, SDPA
+attention; the whole step (forward, backward, clipping, AdamW) captured once as a CUDA graph
+and replayed when not compiled (:class:`TrainStep`; ``WORKBENCH_CUDA_GRAPHS=0`` turns it off); ``train.compile`` runs the training forward and
 backward through ``torch.compile`` (static shapes; compiled kernels are cached on disk
 under the workbench cache, so a later trial of the same shapes, in this worker or the next,
 skips code generation). The loss is checked for non-finite values at every log point (not
@@ -17,6 +19,7 @@ every step) and evaluation sums its loss on the device with one read at the end.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import resource
@@ -54,6 +57,8 @@ class TrainResult:
     routing: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "tokens"
     compile_seconds: float = 0.0
+    cuda_graph: bool = False
+    eager_reason: str = ""
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -74,7 +79,9 @@ def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> 
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrialConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: torch.nn.Module, cfg: TrialConfig, device: torch.device, capturable: bool = False
+) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [
@@ -83,9 +90,11 @@ def make_optimizer(model: torch.nn.Module, cfg: TrialConfig, device: torch.devic
     ]
     return torch.optim.AdamW(
         groups,
-        lr=cfg.train.lr,
+        **({} if capturable else {"lr": cfg.train.lr}),
         betas=(cfg.train.beta1, cfg.train.beta2),
         fused=device.type == "cuda",
+        # CUDA-graph capture needs the step counts on the device and the learning rate as a tensor.
+        **({"capturable": True, "lr": torch.tensor(cfg.train.lr, device=device)} if capturable else {}),
     )
 
 
@@ -161,13 +170,24 @@ class Batches:
 
 def compile_cache_dir() -> str:
     """Where inductor keeps compiled kernels: ``$TORCHINDUCTOR_CACHE_DIR``, else the workbench cache."""
+    from workbench.config import DataConfig
     from workbench.data import cache_root
 
-    return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(cache_root() / "inductor")
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(cache_root(DataConfig()) / "inductor")
 
 
-def compiled_forward(model: GPT) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """``model``'s forward through ``torch.compile`` with static shapes and an on-disk cache.
+LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def model_loss(model: GPT, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean next-token cross-entropy, auxiliary loss) of ``model`` on a batch."""
+    logits, aux = model(x)
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1)), aux
+
+
+def compiled_loss(model: GPT) -> LossFn:
+    """:func:`model_loss` through ``torch.compile`` (forward and loss in one graph, so the
+    float32 logits and the softmax are fused, never materialised), static shapes, on-disk cache.
 
     The caches (inductor's FX graph cache, AOTAutograd's cache) are keyed by the traced graph,
     so trials of the same shapes reuse the kernels; dynamo's in-memory cache is reset per
@@ -178,7 +198,137 @@ def compiled_forward(model: GPT) -> Callable[[torch.Tensor], tuple[torch.Tensor,
     import torch._inductor.config as inductor_config
 
     inductor_config.fx_graph_cache = True
-    return torch.compile(model, dynamic=False)  # type: ignore[return-value]
+    return torch.compile(functools.partial(model_loss, model), dynamic=False)  # type: ignore[return-value]
+
+
+WARMUP_STEPS = 3  # eager steps before a CUDA graph is captured (lazy initialisation, compilation)
+
+
+def cuda_graphs_enabled() -> bool:
+    """Whole-step CUDA graphs on GPUs unless ``WORKBENCH_CUDA_GRAPHS=0``."""
+    return os.environ.get("WORKBENCH_CUDA_GRAPHS", "1") != "0"
+
+
+class TrainStep:
+    """One optimisation step: forward under autocast, loss, backward, clipping, AdamW.
+
+    On a GPU the whole step is captured once as a CUDA graph and replayed, so a step costs one
+    launch instead of hundreds (small models are otherwise limited by the host launching
+    kernels, not by the GPU). The first :data:`WARMUP_STEPS` steps run eagerly on a side stream
+    (lazy initialisation, compilation); the second is watched for host synchronisations, and a
+    model that has any (a ``loop`` dispatch, EmbeddingBag's backward) keeps running eagerly, as
+    does one whose capture fails. Replays run the captured kernels on the step's batch, copied
+    into the graph's input buffers, with the learning rate read from a device tensor.
+    """
+
+    def __init__(
+        self,
+        model: GPT,
+        loss_fn: LossFn,
+        optimizer: torch.optim.Optimizer,
+        dtype: torch.dtype,
+        grad_clip: float,
+        graphs: bool,
+    ) -> None:
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.dtype, self.grad_clip, self.graphs = dtype, grad_clip, graphs
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.why_eager = "" if graphs else "off"
+
+    def close(self) -> None:
+        """Drop the captured graph (its private memory pool goes back to the allocator)."""
+        self.graph = self.static = None
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+
+    def _body(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # No autocast weight cache: a captured graph must not keep it, and the same autocast
+        # state in every step spares a compiled loss a recompilation at capture.
+        with torch.autocast(
+            x.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32, cache_enabled=False
+        ):
+            loss, aux = self.loss_fn(x, y)
+        (loss + aux).backward()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+    def eager(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = self._body(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The step on batch ``(x, y)``; returns its (detached) loss."""
+        self.calls += 1
+        if self.graph is not None and self.static is not None:
+            sx, sy, loss = self.static
+            sx.copy_(x)
+            sy.copy_(y)
+            self.graph.replay()
+            return loss
+        if not self.graphs:
+            return self.eager(x, y)
+        if self.calls <= WARMUP_STEPS:
+            return self._warmup(x, y)
+        return self._capture(x, y)
+
+    def _warmup(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            if self.calls == 2:  # after the first step's lazy work (and compilation)
+                syncs = _count_syncs(lambda: self.eager(x, y))
+                loss = syncs.result
+                if syncs.count:
+                    self.graphs, self.why_eager = False, f"{syncs.count} host synchronisations per step"
+            else:
+                loss = self.eager(x, y)
+        torch.cuda.current_stream().wait_stream(side)
+        return loss
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        sx, sy = x.clone(), y.clone()
+        self.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                loss = self._body(sx, sy)
+        except Exception as exc:  # a capture-unsafe op: this model trains eagerly
+            torch.cuda.synchronize()
+            self.graphs, self.why_eager = False, f"capture failed: {type(exc).__name__}: {exc}"[:300]
+            self.optimizer.zero_grad(set_to_none=True)
+            return self.eager(x, y)
+        self.graph, self.static = graph, (sx, sy, loss)
+        graph.replay()
+        return loss
+
+
+class _Synced:
+    def __init__(self, result: torch.Tensor, count: int) -> None:
+        self.result, self.count = result, count
+
+
+def _count_syncs(fn: Callable[[], torch.Tensor]) -> _Synced:
+    """Run ``fn`` under CUDA's sync debug mode and count the host synchronisations it makes."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            result = fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return _Synced(result, sum("synchroniz" in str(w.message) for w in caught))
 
 
 def train(
@@ -200,8 +350,14 @@ def train(
     log_every = max(1, total_steps // 50)
     generator = torch.Generator().manual_seed(t.seed)
     batches = Batches(train_tokens, t.batch_size, cfg.model.seq_len, total_steps, generator, device)
-    optimizer = make_optimizer(model, cfg, device)
-    forward = compiled_forward(model) if t.compile else model
+    # Not with torch.compile: its compiled step reads the host once (no capture), and a failed
+    # capture leaves the allocator slower than no capture at all (measured, docs/PERFORMANCE.md).
+    graphs = (
+        device.type == "cuda" and cuda_graphs_enabled() and not t.compile and total_steps > WARMUP_STEPS + 1
+    )
+    optimizer = make_optimizer(model, cfg, device, capturable=graphs)
+    loss_fn = compiled_loss(model) if t.compile else functools.partial(model_loss, model)
+    train_step = TrainStep(model, loss_fn, optimizer, dtype, t.grad_clip, graphs)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -211,22 +367,17 @@ def train(
     stopped_by = "tokens"
     model.train()
     running = torch.zeros((), device=device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    if device.type == "cuda" and dtype != torch.float32:
+        # The float32 matmuls left under autocast (routers, selector scores) use the tensor cores.
+        torch.backends.cuda.matmul.allow_tf32 = True
     try:
         for step in range(total_steps):
             started = time.perf_counter()
             lr = lr_at(step, total_steps, warmup, t.lr, t.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            train_step.set_lr(lr)
             x, y = batches.next()
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                logits, aux = forward(x)
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
-            (loss + aux).backward()
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            running += loss.detach()
+            running += train_step(x, y)
             if step == 0 and t.compile and total_steps > 1:
                 # The first step traces and compiles: timed apart, so tokens/s is the steady rate.
                 if device.type == "cuda":
@@ -257,6 +408,8 @@ def train(
                 stopped_by = "seconds"
                 break
     finally:
+        train_step.close()
+        torch.backends.cuda.matmul.allow_tf32 = tf32
         if t.compile:
             torch._dynamo.reset()
     if device.type == "cuda":
@@ -282,4 +435,6 @@ def train(
         routing=model.routing_stats(),
         stopped_by=stopped_by,
         compile_seconds=compile_seconds,
+        cuda_graph=train_step.graph is not None,
+        eager_reason=train_step.why_eager if train_step.graph is None else "",
     )

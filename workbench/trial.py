@@ -211,6 +211,8 @@ class TrialRunner:
             "train_seconds": result.train_seconds,
             "wall_seconds": wall,
             "compile_seconds": result.compile_seconds,
+            "cuda_graph": result.cuda_graph,
+            "eager_reason": result.eager_reason,
             "tokens_trained": result.tokens_trained,
             "steps": result.steps,
             "stopped_by": result.stopped_by,

@@ -19,17 +19,18 @@ Three implementations with the same numerics:
 
 The grouped path (see ``docs/PERFORMANCE.md`` for its speed against a dense FFN):
 
-1. one stable sort of the M expert ids gives the sorted order and, by ``searchsorted`` on the
-   sorted ids, the group ends (no counting pass, no host read);
+1. one stable sort of the M expert ids (int32) gives the sorted order and, by ``searchsorted``
+   on the sorted ids, the group ends (no counting pass, no host read). Dropped reads (-1) sort
+   first, into the first group: they are computed with expert 0 and weighted 0, which also
+   zeroes their gradient (the kernel needs every row inside a group);
 2. the rows are gathered into expert order once, already cast to the compute dtype (half the
    bytes of gathering float32 and casting after); :class:`_ToSorted`'s backward is a gather
    by the inverse permutation and a fixed-order sum over the K copies: no atomics, no sort,
    deterministic;
 3. two grouped matmuls with a GELU between;
-4. the gate weight and the dropped-read mask are one scale per sorted row (a dropped row
-   sits in the stretched last group and is multiplied by 0), and :class:`_FromSorted`
-   gathers the rows back to token order and sums each token's K rows (its backward is again
-   a gather).
+4. :class:`_Combine` gathers the rows back to token order and sums each token's K rows
+   weighted by the gate (the dropped-read mask folded into it); its backward is again a
+   gather, and the gate's gradient a row-wise dot product.
 
 What fvcore sees: the per-expert matmuls of ``loop`` with their real row counts (so the count
 is exact), the padded ``bmm`` of ``sorted`` (padding included, so it over-counts), and nothing
@@ -103,20 +104,29 @@ class _ToSorted(torch.autograd.Function):
         return _sum_copies(g_MD, inv_M, ctx.k), None, None, None
 
 
-class _FromSorted(torch.autograd.Function):
-    """Sorted rows back to tokens, K copies summed; the transpose of :class:`_ToSorted`."""
+class _Combine(torch.autograd.Function):
+    """``y[n] = sum_k w[n, k] * r[inv[n*K + k]]``: sorted rows back to tokens, weighted and summed."""
 
     @staticmethod
     def forward(
-        ctx: Any, r_MD: torch.Tensor, src_M: torch.Tensor, inv_M: torch.Tensor, k: int
+        ctx: Any, r_MD: torch.Tensor, w_NK: torch.Tensor, order_M: torch.Tensor, inv_M: torch.Tensor
     ) -> torch.Tensor:
-        ctx.save_for_backward(src_M)
-        return _sum_copies(r_MD, inv_M, k)
+        N, K = w_NK.shape
+        r_NKD = r_MD.index_select(0, inv_M).view(N, K, -1)
+        ctx.save_for_backward(w_NK, order_M, r_NKD if ctx.needs_input_grad[1] else None)
+        if K == 1:
+            return r_NKD.view(N, -1) * w_NK
+        return (r_NKD * w_NK.unsqueeze(-1)).sum(1)
 
     @staticmethod
     def backward(ctx: Any, g_ND: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (src_M,) = ctx.saved_tensors
-        return g_ND.index_select(0, src_M), None, None, None
+        w_NK, order_M, r_NKD = ctx.saved_tensors
+        N, K = w_NK.shape
+        # Row m of r belongs to token row order[m] = n*K + k: its gradient is w[n, k] * g[n].
+        gw_MD = (g_ND.unsqueeze(1) * w_NK.unsqueeze(-1)).view(N * K, -1)
+        g_r = gw_MD.index_select(0, order_M)
+        g_w = (r_NKD * g_ND.unsqueeze(1)).sum(-1) if r_NKD is not None else None
+        return g_r, g_w, None, None
 
 
 def _to_sorted(x_ND: torch.Tensor, src_M: torch.Tensor, inv_M: torch.Tensor, k: int) -> torch.Tensor:
@@ -125,10 +135,13 @@ def _to_sorted(x_ND: torch.Tensor, src_M: torch.Tensor, inv_M: torch.Tensor, k: 
     return _ToSorted.apply(x_ND, src_M, inv_M, k)
 
 
-def _from_sorted(r_MD: torch.Tensor, src_M: torch.Tensor, inv_M: torch.Tensor, k: int) -> torch.Tensor:
+def _combine(
+    r_MD: torch.Tensor, w_NK: torch.Tensor, order_M: torch.Tensor, inv_M: torch.Tensor
+) -> torch.Tensor:
     if torch.jit.is_tracing():
-        return _sum_copies(r_MD, inv_M, k)
-    return _FromSorted.apply(r_MD, src_M, inv_M, k)
+        N, K = w_NK.shape
+        return (r_MD.index_select(0, inv_M).view(N, K, -1) * w_NK.unsqueeze(-1)).sum(1)
+    return _Combine.apply(r_MD, w_NK, order_M, inv_M)
 
 
 class ExpertBank(nn.Module):
@@ -188,16 +201,10 @@ class ExpertBank(nn.Module):
         E = self.n_experts
         M = N * K
         dev = x_ND.device
-        e_M = expert_NK.reshape(-1)
-        # Dropped reads get the key E, so they sort after every expert's rows.
-        key_M = torch.where(e_M >= 0, e_M, E)
-        skey_M, order_M = torch.sort(key_M, stable=True)
-        # Group e ends where the sorted keys pass e; the kernel leaves rows past the last offset
-        # undefined (forward and backward), so the last group is stretched over the dropped rows,
-        # which the scale below zeroes (and with them their gradient).
-        ends_E = torch.searchsorted(skey_M, torch.arange(1, E + 1, device=dev, dtype=skey_M.dtype))
-        offs_E = ends_E.to(torch.int32)
-        offs_E[-1:].fill_(M)  # fill_, not item assignment: no host-to-device copy
+        skey_M, order_M = torch.sort(expert_NK.reshape(-1).to(torch.int32), stable=True)
+        # Group e ends after the last row whose id is <= e; dropped rows (-1) lead group 0.
+        bounds_E = torch.arange(1, E + 1, device=dev, dtype=torch.int32)
+        offs_E = torch.searchsorted(skey_M, bounds_E, out_int32=True)
         inv_M = torch.empty_like(order_M).scatter_(0, order_M, torch.arange(M, device=dev))
         src_M = order_M // K if K > 1 else order_M
         # autocast has no rule for _grouped_mm: cast to the compute dtype by hand, before the gather.
@@ -205,13 +212,14 @@ class ExpertBank(nn.Module):
         xs_MD = _to_sorted(x_ND.to(dt), src_M, inv_M, K)
         h_MG = F.gelu(torch._grouped_mm(xs_MD, self.w1_EDG.to(dt), offs=offs_E))
         ys_MD = torch._grouped_mm(h_MG, self.w2_EGD.to(dt), offs=offs_E)
-        valid_M = skey_M < E
+        valid_NK = expert_NK >= 0
         if weight_NK is None:
-            scale_M = valid_M.to(dt)
+            w_NK = valid_NK.to(dt)
         else:
-            w_M = weight_NK.reshape(-1).to(dt)[order_M]
-            scale_M = torch.where(valid_M, w_M, torch.zeros((), dtype=dt, device=dev))
-        return _from_sorted(ys_MD * scale_M.unsqueeze(1), src_M, inv_M, K)
+            w_NK = torch.where(
+                valid_NK, weight_NK.reshape(N, K).to(dt), torch.zeros((), dtype=dt, device=dev)
+            )
+        return _combine(ys_MD, w_NK, order_M, inv_M)
 
     def _sorted(
         self, x_ND: torch.Tensor, expert_NK: torch.Tensor, weight_NK: torch.Tensor | None
