@@ -24,7 +24,8 @@ from workbench.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "app" / "streamlit_app.py"
-TRIALS = 6
+TRIALS = 3
+PAUSE_S = 0.2  # between page loads: a quick human, and CPU left for the training process
 
 
 def wait_for_study(store: Path, writer: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
@@ -63,9 +64,21 @@ def test_pages_load_while_a_study_is_writing(tmp_path: Path, monkeypatch: pytest
         monkeypatch.setenv(STORE_ENV, str(store))
         at = AppTest.from_file(str(APP), default_timeout=60)
         at.run()
-        loads, seen = 0, set()
-        pages = ["studies", "pareto", "trial", "compare", "grid", "sql"]
+        loads, during, seen = 0, 0, set()
+        pages = [
+            "studies",
+            "pareto",
+            "studies",
+            "trial",
+            "studies",
+            "compare",
+            "studies",
+            "grid",
+            "studies",
+            "sql",
+        ]
         while writer.poll() is None or loads < len(pages):
+            during += writer.poll() is None
             page = pages[loads % len(pages)]
             at.switch_page(f"views/{page}.py").run()
             assert not at.exception, (page, [e.value for e in at.exception])
@@ -73,13 +86,15 @@ def test_pages_load_while_a_study_is_writing(tmp_path: Path, monkeypatch: pytest
             if page == "studies":
                 seen.add(int(at.dataframe[0].value["n_trials"].iloc[0]))
             loads += 1
+            time.sleep(PAUSE_S)
         _, stderr = writer.communicate(timeout=120)
     finally:
         if writer.poll() is None:
             writer.kill()
             writer.wait()
     assert writer.returncode == 0, stderr.decode()[-2000:]
-    assert loads >= 2 * len(pages)  # the pages really ran during the study
+    assert during >= len(pages)  # every page ran while the study was writing
+
     assert len(seen) >= 2, seen  # and showed it growing
 
     time.sleep(2.1)  # the data version is re-read at most every 2 s
@@ -121,7 +136,7 @@ def test_pages_load_while_trials_are_rewritten_again_and_again(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(store), str(tmp_path / "wb.optuna.journal"), "3"],
+        [sys.executable, "-c", WRITER, str(store), str(tmp_path / "wb.optuna.journal"), "2"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -140,10 +155,11 @@ def test_pages_load_while_trials_are_rewritten_again_and_again(
             assert not at.exception, (page, [e.value for e in at.exception])
             assert not at.error, (page, [e.value for e in at.error])
             loads += 1
+            time.sleep(PAUSE_S)
         out, err = writer.communicate(timeout=60)
     finally:
         if writer.poll() is None:
             writer.kill()
             writer.wait()
     assert writer.returncode == 0, err.decode()[-2000:]
-    assert int(out) >= 5 and loads >= 5, (int(out), loads)
+    assert int(out) >= 3 and loads >= 3, (int(out), loads)
