@@ -137,9 +137,31 @@ def test_pareto_page_in_chromium_filters_points(app_url: str, tmp_path: Path) ->
 
             assert page.get_by_test_id("stException").count() == 0
             assert page.locator(".js-plotly-plot .main-svg").count() >= 1
+
+            # Lasso every point, then open the selection in the Compare page.
+            box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+            assert box is not None
+            x0, y0, x1, y1 = (
+                box["x"] + 3,
+                box["y"] + 3,
+                box["x"] + box["width"] - 3,
+                box["y"] + box["height"] - 3,
+            )
+            page.mouse.move(x0, y0)
+            page.mouse.down()
+            for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)):
+                page.mouse.move(x, y, steps=8)
+            page.mouse.up()
+            expect(page.get_by_text("Selection (4)")).to_be_visible(timeout=30_000)
+            page.screenshot(path=shots / "pareto-selected.png")
+            page.get_by_role("button", name="Compare").click()
+            expect(page.get_by_role("heading", name="Compare trials")).to_be_visible(timeout=30_000)
+            page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=30_000)
+            assert page.locator(".js-plotly-plot .scatterlayer .trace").count() == 4  # one curve per trial
+            page.screenshot(path=shots / "compare-selected.png")
         finally:
             browser.close()
     # 6 trials + the front's markers before; the 2 dense trials (one on the front) gone after.
     assert before > after >= 4
-    for name in ("pareto-before-filter.png", "pareto-after-filter.png"):
+    for name in ("pareto-before-filter.png", "pareto-after-filter.png", "compare-selected.png"):
         assert (shots / name).stat().st_size > 20_000, name
