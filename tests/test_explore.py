@@ -95,6 +95,18 @@ def test_describe_columns_decides_widgets() -> None:
     assert not info["c"].varies
 
 
+def test_explorer_options_follow_the_sampled_parameters() -> None:
+    trials = synthetic_trials(50, "s")
+    infos = explore.describe_columns(
+        trials,
+        ["memory.kind", "model.d_model", "train.lr", "memory.k"],
+        ["memory.kind", "model.d_model", "train.lr"],
+    )
+    options = explore.explorer_options(infos)
+    assert options.design == ["memory.kind", "model.d_model", "train.lr"]
+    assert options.shapes == ["model.d_model", "memory.k"] and options.default_shape == "model.d_model"
+
+
 def test_design_lines_put_the_kind_first_and_skip_missing_parameters() -> None:
     df = pd.DataFrame(
         {"model.d_model": [64, 128], "memory.kind": ["switch", "dense"], "memory.n_experts": [8.0, np.nan]}

@@ -30,8 +30,8 @@ if trials.empty:
 sampled = common.cached(common.load_sampled, tuple(chosen))
 params = explore.param_columns(trials)
 infos = explore.describe_columns(trials, params, sampled)
-varying = [p for p in params if infos[p].varies]
-design = [p for p in varying if infos[p].sampled] or varying[:6]
+options = explore.explorer_options(infos)
+design = options.design
 
 x = top[1].selectbox(
     "Compute axis",
@@ -39,12 +39,10 @@ x = top[1].selectbox(
     format_func=lambda c: explore.COMPUTE_AXES[c].label,
     key="pareto_x",
 )
-shapes = [p for p in varying if infos[p].categorical and p != "memory.kind" and len(infos[p].values) <= 9]
-default_shape = next((p for p in shapes if infos[p].sampled), None)
 symbol = top[2].selectbox(
     "Shape by",
-    [None, *shapes],
-    index=shapes.index(default_shape) + 1 if default_shape else 0,
+    [None, *options.shapes],
+    index=options.shapes.index(options.default_shape) + 1 if options.default_shape else 0,
     format_func=lambda p: "—" if p is None else p,
     key="pareto_symbol",
 )
@@ -54,7 +52,7 @@ log_y = top[3].toggle("log y", value=True, key="pareto_log_y")
 with st.sidebar:
     st.header("Filters")
     metric_cols = [m for m in explore.METRICS if m in trials and trials[m].notna().any()]
-    extra_options = [p for p in varying if p not in design] + metric_cols
+    extra_options = [p for p in params if infos[p].varies and p not in design] + metric_cols
     extra = st.multiselect(
         "More filters", extra_options, key="pareto_more_filters", placeholder="any parameter or metric"
     )

@@ -164,6 +164,27 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, int | float | np.number) else (1, str(value))
 
 
+class ExplorerOptions(NamedTuple):
+    """What the Pareto explorer offers for some trials."""
+
+    design: list[str]  # parameters named in the one-line design (and filtered by default)
+    shapes: list[str]  # categorical parameters with few values, to shape points by
+    default_shape: str | None
+
+
+def explorer_options(infos: dict[str, ParamInfo], max_shapes: int = 9) -> ExplorerOptions:
+    """The sampled, varying parameters make the design (any varying ones if none was sampled);
+    the first sampled categorical one besides ``memory.kind`` (the colour) shapes the points."""
+    varying = [name for name, info in infos.items() if info.varies]
+    design = [p for p in varying if infos[p].sampled] or varying[:6]
+    shapes = [
+        p
+        for p in varying
+        if infos[p].categorical and p != "memory.kind" and len(infos[p].values) <= max_shapes
+    ]
+    return ExplorerOptions(design, shapes, next((p for p in shapes if infos[p].sampled), None))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Filter:
     """Keep trials whose ``column`` is one of ``values`` (categorical) or in [low, high] (numeric).
@@ -233,7 +254,8 @@ def fmt_value(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float | np.floating):
-        return f"{int(value)}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:.3g}"
+        number = float(value)
+        return f"{int(number)}" if number.is_integer() and abs(number) < 1e15 else f"{number:.3g}"
     return str(value)
 
 
