@@ -196,7 +196,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
             "### (a) Memory layers against a dense FFN of equal active FLOPs",
             "",
             f"One layer, forward + backward, {args.layer_tokens} tokens per step, bf16 autocast over float32 "
-            "parameters; median device time. Baseline of an expert-style layer: the dense FFN of width 4d "
+            "parameters, TF32 for the float32 matmuls it leaves (as the trainer); median device time. Baseline of an expert-style layer: the dense FFN of width 4d "
             "(each routes 4d active cells per token); of a table layer: the dense FFN whose FLOPs equal the "
             "layer's analytic active FLOPs (`dense d_ff`). *fast* = `impl=auto` (grouped dispatch) or "
             "EmbeddingBag reads; *graphed* = the fast step replayed from a CUDA graph against the graphed dense "

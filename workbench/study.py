@@ -118,7 +118,7 @@ def open_study(space: Space, opts: StudyOptions, storage_url: str) -> optuna.Stu
     study = optuna.create_study(
         storage=storage,
         study_name=name,
-        directions=space.directions,
+        directions=[optuna.study.StudyDirection[d.upper()] for d in space.directions],
         sampler=make_sampler(opts.sampler, space, opts.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
         load_if_exists=True,
@@ -260,16 +260,25 @@ def _work(
         ingest_trial(store, study.study_name, frozen)
         progress.trial_finished(frozen)
 
-    optimize = dict(catch=(Exception,), callbacks=[after_trial], gc_after_trial=True)
+    def optimize(n_trials: int, timeout: float | None = None) -> None:
+        study.optimize(
+            runner,
+            n_trials=n_trials,
+            timeout=timeout,
+            catch=(Exception,),
+            callbacks=[after_trial],
+            gc_after_trial=True,
+        )
+
     with progress:
         try:
             if opts.workers == 1:
                 if target > already:
-                    study.optimize(runner, n_trials=target - already, timeout=opts.timeout, **optimize)
+                    optimize(target - already, opts.timeout)
                 return False
             deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
             while claimed_count(study, since) < target and (deadline is None or time.monotonic() < deadline):
-                study.optimize(runner, n_trials=1, **optimize)
+                optimize(1)
         except KeyboardInterrupt:
             return True
     return False
@@ -313,8 +322,9 @@ def _start_workers(
     saved = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
         for index in range(1, opts.workers):
-            if gpus[index] is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index]  # a spawned child copies the environment
+            gpu = gpus[index]
+            if gpu is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # a spawned child copies the environment
             worker_opts = replace(opts, progress=False)
             proc = context.Process(
                 target=_worker_main,

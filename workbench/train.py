@@ -88,14 +88,12 @@ def make_optimizer(
         {"params": decay, "weight_decay": cfg.train.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(
-        groups,
-        **({} if capturable else {"lr": cfg.train.lr}),
-        betas=(cfg.train.beta1, cfg.train.beta2),
-        fused=device.type == "cuda",
+    betas = (cfg.train.beta1, cfg.train.beta2)
+    if capturable:
         # CUDA-graph capture needs the step counts on the device and the learning rate as a tensor.
-        **({"capturable": True, "lr": torch.tensor(cfg.train.lr, device=device)} if capturable else {}),
-    )
+        lr = torch.tensor(cfg.train.lr, device=device)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True, capturable=True)
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=betas, fused=device.type == "cuda")
 
 
 @torch.no_grad()
@@ -198,7 +196,7 @@ def compiled_loss(model: GPT) -> LossFn:
     import torch._inductor.config as inductor_config
 
     inductor_config.fx_graph_cache = True
-    return torch.compile(functools.partial(model_loss, model), dynamic=False)  # type: ignore[return-value]
+    return torch.compile(functools.partial(model_loss, model), dynamic=False)
 
 
 WARMUP_STEPS = 3  # eager steps before a CUDA graph is captured (lazy initialisation, compilation)
@@ -234,6 +232,7 @@ class TrainStep:
         self.dtype, self.grad_clip, self.graphs = dtype, grad_clip, graphs
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.captured = False
         self.static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.why_eager = "" if graphs else "off"
 
@@ -307,7 +306,7 @@ class TrainStep:
             self.graphs, self.why_eager = False, f"capture failed: {type(exc).__name__}: {exc}"[:300]
             self.optimizer.zero_grad(set_to_none=True)
             return self.eager(x, y)
-        self.graph, self.static = graph, (sx, sy, loss)
+        self.graph, self.static, self.captured = graph, (sx, sy, loss), True
         graph.replay()
         return loss
 
@@ -435,6 +434,6 @@ def train(
         routing=model.routing_stats(),
         stopped_by=stopped_by,
         compile_seconds=compile_seconds,
-        cuda_graph=train_step.graph is not None,
-        eager_reason=train_step.why_eager if train_step.graph is None else "",
+        cuda_graph=train_step.captured,
+        eager_reason="" if train_step.captured else train_step.why_eager,
     )
