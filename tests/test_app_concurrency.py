@@ -24,7 +24,7 @@ from workbench.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "app" / "streamlit_app.py"
-TRIALS = 3
+TRIALS = 2
 PAUSE_S = 0.2  # between page loads: a quick human, and CPU left for the training process
 
 
