@@ -33,10 +33,13 @@ def tiny_space_file(root: Path, name: str = "tiny") -> Path:
     return path
 
 
+TINY_TOKENS = 2048  # training tokens per trial: the app needs real trials, not good ones
+
+
 def run_tiny_study(
     root: Path, store: Path, trials: int, study_name: str = "tiny", sampler: str = "grid"
 ) -> None:
-    """Train ``trials`` designs of the tiny space on CPU into ``store`` (about 1 s a trial).
+    """Train ``trials`` designs of the tiny space on CPU into ``store`` (a second or two a trial).
 
     Token caches go under ``root`` (or ``$WORKBENCH_TEST_CACHE``), never to the user's cache.
     """
@@ -45,7 +48,9 @@ def run_tiny_study(
     from workbench.space import load_space
     from workbench.study import StudyOptions, apply_overrides, run_study
 
-    space = apply_overrides(load_space(tiny_space_file(root, study_name)), {}, seed=0)
+    space = apply_overrides(
+        load_space(tiny_space_file(root, study_name)), {"train.tokens": TINY_TOKENS}, seed=0
+    )
     opts = StudyOptions(
         trials=trials, store=str(store), device="cpu", sampler=sampler, progress=False, study_name=study_name
     )

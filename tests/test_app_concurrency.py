@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers_app import tiny_space_file
+from helpers_app import TINY_TOKENS, tiny_space_file
 from streamlit.testing.v1 import AppTest
 
 from workbench.errors import StoreError
@@ -52,6 +52,7 @@ def test_pages_load_while_a_study_is_writing(tmp_path: Path, monkeypatch: pytest
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     command = ["run", str(space), "--trials", str(TRIALS), "--sampler", "random", "--device", "cpu"]
+    command += ["--set", f"train.tokens={TINY_TOKENS}"]
     writer = subprocess.Popen(
         [sys.executable, "-m", "workbench", *command, "--store", str(store), "--no-progress"],
         cwd=REPO,
