@@ -23,7 +23,9 @@ space = Space(
         "memory.kind": Categorical(["dense", "token_table", "lsh", "softmax_table"]),
         "model.placement": Categorical(["all", "every:2", "0"]),
         "memory.d_ff": 512,
-        "memory.consume": Categorical(["add", "concat"], when={"memory.kind": ["token_table", "lsh", "softmax_table"]}),
+        "memory.consume": Categorical(
+            ["add", "concat"], when={"memory.kind": ["token_table", "lsh", "softmax_table"]}
+        ),
         "memory.n_bits": Categorical([6, 8], when={"memory.kind": "lsh"}),
         "memory.n_tables": Categorical([1, 2], when={"memory.kind": "lsh"}),
         "memory.n_entries": Categorical([256, 1024], when={"memory.kind": "softmax_table"}),

@@ -19,7 +19,9 @@ SENTENCES = [
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests never write to the user's cache; one cache per session keeps BPE training to once.
-    monkeypatch.setenv("WORKBENCH_CACHE", os.environ.get("WORKBENCH_TEST_CACHE") or str(_session_cache(tmp_path_factory)))
+    monkeypatch.setenv(
+        "WORKBENCH_CACHE", os.environ.get("WORKBENCH_TEST_CACHE") or str(_session_cache(tmp_path_factory))
+    )
 
 
 _CACHE: list[Path] = []
@@ -69,7 +71,9 @@ space = Space(
 @pytest.fixture
 def tiny_space_file(tmp_path: Path, tiny_corpus: Path) -> Path:
     path = tmp_path / "tiny_space.py"
-    path.write_text(textwrap.dedent(TINY_SPACE.format(corpus=str(tiny_corpus), constraints="")), encoding="utf-8")
+    path.write_text(
+        textwrap.dedent(TINY_SPACE.format(corpus=str(tiny_corpus), constraints="")), encoding="utf-8"
+    )
     return path
 
 

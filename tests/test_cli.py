@@ -36,25 +36,44 @@ def populated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     space = root / "space.py"
     space.write_text(TINY_SPACE.format(corpus=str(corpus), constraints=""))
     store = root / "wb.duckdb"
-    result = cli("run", str(space), "--trials", "2", "--device", "cpu", "--store", str(store), "--no-progress",
-                 env={"WORKBENCH_CACHE": str(root / "cache")})
+    result = cli(
+        "run",
+        str(space),
+        "--trials",
+        "2",
+        "--device",
+        "cpu",
+        "--store",
+        str(store),
+        "--no-progress",
+        env={"WORKBENCH_CACHE": str(root / "cache")},
+    )
     assert result.returncode == 0, result.stderr
     assert "Pareto front" in result.stdout
     return store
 
 
 BAD_SPACES = {
-    "empty_choice": ("from workbench.space import Space, Categorical\n"
-                     "space = Space('x', {'memory.kind': Categorical([])})\n", "Categorical has no choices"),
-    "low_gt_high": ("from workbench.space import Space, Int\n"
-                    "space = Space('x', {'model.d_model': Int(64, 32)})\n", "low (64) > high (32)"),
-    "unknown_layer": ("from workbench.space import Space\n"
-                      "space = Space('x', {'memory.kind': 'mixture-of-nothing'})\n", "unknown memory layer 'mixture-of-nothing'"),
+    "empty_choice": (
+        "from workbench.space import Space, Categorical\n"
+        "space = Space('x', {'memory.kind': Categorical([])})\n",
+        "Categorical has no choices",
+    ),
+    "low_gt_high": (
+        "from workbench.space import Space, Int\nspace = Space('x', {'model.d_model': Int(64, 32)})\n",
+        "low (64) > high (32)",
+    ),
+    "unknown_layer": (
+        "from workbench.space import Space\nspace = Space('x', {'memory.kind': 'mixture-of-nothing'})\n",
+        "unknown memory layer 'mixture-of-nothing'",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SPACES))
-def test_bad_space_exits_nonzero_with_one_line_and_keeps_the_store(case: str, populated_store: Path, tmp_path: Path) -> None:
+def test_bad_space_exits_nonzero_with_one_line_and_keeps_the_store(
+    case: str, populated_store: Path, tmp_path: Path
+) -> None:
     text, message = BAD_SPACES[case]
     space = tmp_path / f"{case}.py"
     space.write_text(text)
@@ -71,7 +90,10 @@ def test_missing_space_file(populated_store: Path) -> None:
     before = digest(populated_store)
     result = cli("run", "missing.py", "--store", str(populated_store))
     assert result.returncode != 0
-    assert result.stderr.strip() == "error: space file 'missing.py' does not exist; pass a path like spaces/quickstart.py"
+    assert (
+        result.stderr.strip()
+        == "error: space file 'missing.py' does not exist; pass a path like spaces/quickstart.py"
+    )
     assert digest(populated_store) == before
 
 
@@ -90,8 +112,14 @@ def test_cuda_without_a_gpu(populated_store: Path) -> None:
 
 
 def test_sql_prints_numbers(populated_store: Path) -> None:
-    result = cli("sql", "SELECT val_ppl, flops_per_token, params_total FROM trials", "--store", str(populated_store),
-                 "--format", "csv")
+    result = cli(
+        "sql",
+        "SELECT val_ppl, flops_per_token, params_total FROM trials",
+        "--store",
+        str(populated_store),
+        "--format",
+        "csv",
+    )
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.strip().splitlines()
     assert header == "val_ppl,flops_per_token,params_total"
@@ -109,8 +137,15 @@ def test_ingest_twice_keeps_row_counts(populated_store: Path) -> None:
     counts = []
     for _ in range(2):
         assert cli("ingest", "--store", str(populated_store)).returncode == 0
-        out = cli("sql", "SELECT (SELECT count(*) FROM trials) t, (SELECT count(*) FROM params) p, "
-                  "(SELECT count(*) FROM curves) c", "--store", str(populated_store), "--format", "csv")
+        out = cli(
+            "sql",
+            "SELECT (SELECT count(*) FROM trials) t, (SELECT count(*) FROM params) p, "
+            "(SELECT count(*) FROM curves) c",
+            "--store",
+            str(populated_store),
+            "--format",
+            "csv",
+        )
         counts.append(out.stdout)
     assert counts[0] == counts[1]
 
@@ -125,7 +160,16 @@ def test_layers_lists_the_registry() -> None:
 def test_help_explains_the_run_command() -> None:
     result = cli("run", "--help")
     assert result.returncode == 0
-    for flag in ("--trials", "--timeout", "--study-name", "--storage", "--store", "--device", "--seed", "--sampler"):
+    for flag in (
+        "--trials",
+        "--timeout",
+        "--study-name",
+        "--storage",
+        "--store",
+        "--device",
+        "--seed",
+        "--sampler",
+    ):
         assert flag in result.stdout
 
 

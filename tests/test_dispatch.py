@@ -138,7 +138,9 @@ LAYERS = [
 ]
 
 
-def layer_outputs(knobs: dict, impl: str, device: str, autocast: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def layer_outputs(
+    knobs: dict, impl: str, device: str, autocast: bool
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     ctx = LayerContext(d_model=D, vocab_size=V, seq_len=T, token_counts=1000.0 / np.arange(1, V + 1))
     torch.manual_seed(0)
     layer = config_from_dict({**knobs, "impl": impl}).build(ctx).to(device).train()

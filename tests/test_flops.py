@@ -34,7 +34,11 @@ def test_analytic_and_fvcore_match_hand_derived_numbers(name: str) -> None:
     memory, flops, params_total, params_active = GOLDEN[name]
     cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, seq_len=16, memory=config_from_dict(memory))
     cost = model_cost(cfg, 100)
-    assert (cost.flops_per_token, cost.params_total, cost.params_active) == (flops, params_total, params_active)
+    assert (cost.flops_per_token, cost.params_total, cost.params_active) == (
+        flops,
+        params_total,
+        params_active,
+    )
     torch.manual_seed(0)
     model = GPT(cfg, 100)
     assert sum(p.numel() for p in model.parameters()) == params_total
@@ -46,7 +50,10 @@ def test_analytic_and_fvcore_match_hand_derived_numbers(name: str) -> None:
 def test_switch_at_equal_active_width_costs_the_dense_flops_plus_its_router() -> None:
     dense = model_cost(ModelConfig(d_model=32, memory=config_from_dict({"kind": "dense", "d_ff": 128})), 100)
     moe = model_cost(
-        ModelConfig(d_model=32, memory=config_from_dict({"kind": "switch", "n_experts": 8, "expert_width": 128})), 100
+        ModelConfig(
+            d_model=32, memory=config_from_dict({"kind": "switch", "n_experts": 8, "expert_width": 128})
+        ),
+        100,
     )
     n_layers = 2
     assert moe.flops_per_token - dense.flops_per_token == n_layers * 2 * 32 * 8

@@ -13,7 +13,9 @@ from workbench.model import GPT, memory_layers, model_cost
 
 
 def tiny(kind: str = "dense", **kw) -> ModelConfig:
-    memory = {"dense": {"kind": "dense"}, "switch": {"kind": "switch", "n_experts": 4, "expert_width": 64}}[kind]
+    memory = {"dense": {"kind": "dense"}, "switch": {"kind": "switch", "n_experts": 4, "expert_width": 64}}[
+        kind
+    ]
     return ModelConfig(d_model=32, n_layers=2, n_heads=2, seq_len=16, memory=config_from_dict(memory), **kw)
 
 
@@ -74,7 +76,12 @@ def test_placement_patterns(placement: str, expected: list[bool]) -> None:
 
 @pytest.mark.parametrize(
     ("placement", "message"),
-    [("DMD", "has 3 letters for 4 layers"), ("0,9", r"out of range"), ("every:x", "every:N"), ("odd", "not one of")],
+    [
+        ("DMD", "has 3 letters for 4 layers"),
+        ("0,9", r"out of range"),
+        ("every:x", "every:N"),
+        ("odd", "not one of"),
+    ],
 )
 def test_bad_placement_is_named(placement: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"model.placement: .*{message}"):
@@ -89,7 +96,7 @@ def test_placement_mixes_memory_and_dense_layers() -> None:
 
 
 def test_heads_must_divide_width() -> None:
-    with pytest.raises(ConfigError, match="model.n_heads"):
+    with pytest.raises(ConfigError, match=r"model\.n_heads"):
         model_cost(ModelConfig(d_model=30, n_heads=4), 100)
 
 
@@ -97,7 +104,9 @@ def test_training_set_token_counts_reach_the_memory_layers() -> None:
     import numpy as np
 
     counts = np.arange(100, dtype=np.int64)
-    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, seq_len=16, memory=config_from_dict({"kind": "dense"}))
+    cfg = ModelConfig(
+        d_model=32, n_layers=2, n_heads=2, seq_len=16, memory=config_from_dict({"kind": "dense"})
+    )
     from workbench.model import layer_configs
 
     assert all(ctx.token_counts is counts for _, ctx in layer_configs(cfg, 100, counts))

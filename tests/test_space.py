@@ -8,7 +8,18 @@ import optuna
 import pytest
 
 from workbench.errors import ConfigError, SpaceError
-from workbench.space import Budget, Categorical, Constraint, Derived, Fixed, Float, Int, Objective, Space, load_space
+from workbench.space import (
+    Budget,
+    Categorical,
+    Constraint,
+    Derived,
+    Fixed,
+    Float,
+    Int,
+    Objective,
+    Space,
+    load_space,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -97,7 +108,9 @@ def test_grid_enumerates_conditionals() -> None:
 
 
 def test_json_round_trip_preserves_the_space_and_its_hash() -> None:
-    space = moe_space(constraints=[Constraint("cost.flops_per_token < 1e9", name="cap")], budget=Budget(tokens=1234))
+    space = moe_space(
+        constraints=[Constraint("cost.flops_per_token < 1e9", name="cap")], budget=Budget(tokens=1234)
+    )
     restored = Space.from_json(json.loads(json.dumps(space.to_json())))
     assert restored.to_json() == space.to_json()
     assert restored.space_hash() == space.space_hash()
@@ -118,14 +131,23 @@ def test_config_hash_is_stable_and_distinguishes_configs() -> None:
         ({"memory.kind": Categorical([])}, "'memory.kind': Categorical has no choices"),
         ({"train.lr": Float(1e-2, 1e-4)}, r"'train.lr': Float low \(0.01\) > high \(0.0001\); swap them"),
         ({"model.d_model": Int(64, 32)}, r"'model.d_model': Int low \(64\) > high \(32\)"),
-        ({"memory.kind": Categorical(["dense", "swtich"])}, "unknown memory layer 'swtich' .*did you mean 'switch'"),
+        (
+            {"memory.kind": Categorical(["dense", "swtich"])},
+            "unknown memory layer 'swtich' .*did you mean 'switch'",
+        ),
         ({"memory.kind": "nope"}, "unknown memory layer 'nope'"),
         ({"model.d_modle": 3}, "did you mean 'model.d_model'"),
         ({"lr": 3}, "names are '<section>.<field>'"),
         ({"train.lr": Float(0, 1, log=True)}, "log scale needs low > 0"),
-        ({"memory.n_experts": Int(2, 4, when={"memory.kind": "switch"})}, "condition on 'memory.kind', which is not declared before it"),
         (
-            {"memory.kind": Categorical(["dense"]), "memory.n_experts": Int(2, 4, when={"memory.kind": "switch"})},
+            {"memory.n_experts": Int(2, 4, when={"memory.kind": "switch"})},
+            "condition on 'memory.kind', which is not declared before it",
+        ),
+        (
+            {
+                "memory.kind": Categorical(["dense"]),
+                "memory.n_experts": Int(2, 4, when={"memory.kind": "switch"}),
+            },
             "can never hold",
         ),
         ({"memory.kind": "dense", "memory.n_experts": 4}, "memory layer 'dense' has no knob 'n_experts'"),
@@ -141,21 +163,26 @@ def test_definition_errors_name_the_parameter_and_the_fix(params: dict, message:
 def test_unknown_objective_and_constraint_names_are_rejected() -> None:
     with pytest.raises(SpaceError, match="unknown metric"):
         Space("bad", {}, objectives=[Objective("accuracy")])
-    with pytest.raises(SpaceError, match="unknown name 'cost.flops'"):
+    with pytest.raises(SpaceError, match=r"unknown name 'cost\.flops'"):
         Space("bad", {"train.lr": 1e-3}, constraints=["cost.flops < 3"])
 
 
 def test_overrides_fix_parameters_and_budget() -> None:
     space = moe_space().with_overrides({"model.d_model": 64, "train.tokens": 999})
     assert space.params["model.d_model"] == Fixed(64)
-    assert space.resolve({"model.d_model": 64, "memory.kind": "dense", "train.lr": 1e-3}).config.train.tokens == 999
+    assert (
+        space.resolve({"model.d_model": 64, "memory.kind": "dense", "train.lr": 1e-3}).config.train.tokens
+        == 999
+    )
 
 
 def test_load_space_reports_file_errors_in_one_line(tmp_path) -> None:
     with pytest.raises(SpaceError, match="does not exist"):
         load_space(tmp_path / "missing.py")
     bad = tmp_path / "bad.py"
-    bad.write_text("from workbench.space import Space, Categorical\nspace = Space('x', {'memory.kind': Categorical([])})\n")
+    bad.write_text(
+        "from workbench.space import Space, Categorical\nspace = Space('x', {'memory.kind': Categorical([])})\n"
+    )
     with pytest.raises(SpaceError, match=r"bad.py: parameter 'memory.kind'"):
         load_space(bad)
     broken = tmp_path / "broken.py"
@@ -183,7 +210,9 @@ def test_fixing_a_parent_drops_children_whose_condition_cannot_hold() -> None:
 
 
 def test_cover_lists_one_point_per_value_and_survives_json() -> None:
-    space = Space("c", {"memory.kind": Categorical(["dense", "switch"]), "train.lr": 1e-3}, cover=["memory.kind"])
+    space = Space(
+        "c", {"memory.kind": Categorical(["dense", "switch"]), "train.lr": 1e-3}, cover=["memory.kind"]
+    )
     assert space.cover_points() == [{"memory.kind": "dense"}, {"memory.kind": "switch"}]
     assert Space.from_json(space.to_json()).cover == ("memory.kind",)
     with pytest.raises(SpaceError, match="only a Categorical parameter"):

@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import optuna
 import pytest
-
 from conftest import write_space
+
 from workbench.ingest import ingest_storage
 from workbench.space import load_space
 from workbench.store import Store
@@ -67,7 +67,7 @@ def test_same_config_and_seed_give_the_same_perplexity(tiny_space_file: Path, tm
 
 
 def test_infeasible_samples_are_recorded_not_trained(tiny_corpus: Path, tmp_path: Path) -> None:
-    space_file = write_space(tmp_path, tiny_corpus, constraints='"memory.kind == \'dense\'"')
+    space_file = write_space(tmp_path, tiny_corpus, constraints="\"memory.kind == 'dense'\"")
     store = tmp_path / "wb.duckdb"
     run(space_file, store, trials=6, sampler="grid")
     frame = Store.open(store, read_only=True).sql("SELECT memory_kind, status, error, val_ppl FROM trials")
@@ -108,7 +108,9 @@ def test_non_finite_loss_fails_the_trial_with_its_reason(tiny_space_file: Path, 
     assert "NonFiniteLossError" in frame.error.iloc[0]
 
 
-def test_ingest_rebuilds_the_store_from_optuna_storage_idempotently(tiny_space_file: Path, tmp_path: Path) -> None:
+def test_ingest_rebuilds_the_store_from_optuna_storage_idempotently(
+    tiny_space_file: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "wb.duckdb"
     run(tiny_space_file, store, trials=2)
     counts = table_counts(store)
@@ -117,6 +119,8 @@ def test_ingest_rebuilds_the_store_from_optuna_storage_idempotently(tiny_space_f
     for _ in range(2):
         ingest_storage(Store.open(fresh), storage)
         assert table_counts(fresh) == counts
-    study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(storage)))
+    study = optuna.load_study(
+        study_name="tiny",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage)),
+    )
     assert study.user_attrs["wb.space"]["name"] == "tiny"

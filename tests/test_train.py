@@ -38,7 +38,9 @@ def config(**train: object) -> TrialConfig:
 def run(cfg: TrialConfig, data: np.ndarray | DeviceTokens, device: str = "cpu") -> object:
     torch.manual_seed(cfg.train.seed)
     model = GPT(cfg.model, VOCAB).to(device)
-    val = eval_batches(tokens(800, seed=1), cfg.model.seq_len, cfg.train.eval_tokens, cfg.train.batch_size, device)
+    val = eval_batches(
+        tokens(800, seed=1), cfg.model.seq_len, cfg.train.eval_tokens, cfg.train.batch_size, device
+    )
     return train(cfg, model, data, val, torch.device(device))
 
 
@@ -85,7 +87,9 @@ def test_a_worker_counts_fvcore_flops_once_per_design(tiny_space_file: Path, mon
     runner = TrialRunner(space=space, device=torch.device("cpu"))
     cfg = next(s.config for s in space.iter_grid_samples() if s.config is not None)
     for lr in (1e-3, 2e-3):
-        slower = TrialConfig(data=cfg.data, model=cfg.model, train=TrainConfig(**{**cfg.to_dict()["train"], "lr": lr}))
+        slower = TrialConfig(
+            data=cfg.data, model=cfg.model, train=TrainConfig(**{**cfg.to_dict()["train"], "lr": lr})
+        )
         metrics = runner.train_and_measure(slower)
         assert metrics["flops_per_token_fvcore"] > 0
     assert len(calls) == 1
@@ -141,7 +145,9 @@ def test_gpu_whole_step_cuda_graph_trains_like_eager(monkeypatch: pytest.MonkeyP
 def test_gpu_a_synchronising_model_trains_eagerly() -> None:
     cfg = config()
     loop = TrialConfig(
-        model=ModelConfig(**{**cfg.model.__dict__, "memory": SwitchConfig(n_experts=4, expert_width=32, impl="loop")}),
+        model=ModelConfig(
+            **{**cfg.model.__dict__, "memory": SwitchConfig(n_experts=4, expert_width=32, impl="loop")}
+        ),
         train=cfg.train,
     )
     result = run(loop, DeviceTokens(tokens(), "cuda"), "cuda")

@@ -247,7 +247,9 @@ def app_command(
     from workbench.explore import run_app, streamlit_command
 
     argv, env = streamlit_command(store, port, host)
-    typer.echo(f"Sparse Memory Workbench app on http://{host}:{port} (store {store}); Ctrl-C stops it", err=True)
+    typer.echo(
+        f"Sparse Memory Workbench app on http://{host}:{port} (store {store}); Ctrl-C stops it", err=True
+    )
     raise typer.Exit(run_app(argv, env))
 
 

@@ -182,6 +182,7 @@ class GPT(nn.Module):
         self.apply(self._init_weights)
         # GPT-2's scaled init of residual projections keeps the residual stream's variance flat in depth.
         for block in self.blocks:
+            assert isinstance(block, Block)
             nn.init.normal_(block.attn.proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
     @staticmethod
@@ -209,7 +210,7 @@ class GPT(nn.Module):
         return logits_BTV, aux
 
     def memory_modules(self) -> list[tuple[int, MemoryLayer]]:
-        return [(i, b.memory) for i, b in enumerate(self.blocks)]
+        return [(i, b.memory) for i, b in enumerate(self.blocks) if isinstance(b.memory, MemoryLayer)]
 
     def routing_stats(self) -> list[dict]:
         out = []

@@ -116,6 +116,10 @@ class MemoryLayer(nn.Module):
     """
 
     n_blocks: int = 1
+    # Routing counters, registered as buffers by init_routing_counters.
+    load_E: torch.Tensor
+    dropped: torch.Tensor
+    routed: torch.Tensor
     causal_in_training: ClassVar[bool] = True
 
     def __init__(self) -> None:

@@ -187,6 +187,8 @@ def _kmeans(feat_VF: torch.Tensor, n_clusters: int, gen: torch.Generator) -> tor
 
 
 class HashLayer(MemoryLayer):
+    table: torch.Tensor
+
     def __init__(self, cfg: HashConfig, ctx: LayerContext) -> None:
         super().__init__()
         self.cfg, self.vocab_size = cfg, ctx.vocab_size

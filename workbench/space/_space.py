@@ -148,8 +148,8 @@ class Space:
         for c in self.constraints:
             self._check_expr(f"constraint {c.label()!r}", c.expr, allowed=set(self.params) | set(COST_NAMES))
         for name in self.cover:
-            param = self.params.get(name)
-            if not isinstance(param, Categorical) or self._enabling_values(param) is None:
+            covered = self.params.get(name)
+            if not isinstance(covered, Categorical) or self._enabling_values(covered) is None:
                 raise SpaceError(
                     f"cover={name!r}: only a Categorical parameter whose conditions name categorical "
                     "parents can be covered (each of its values is tried once before the sampler takes over)"
@@ -356,7 +356,7 @@ class Space:
 
         A conditional parameter's point also sets its parents to values that activate it.
         """
-        points = []
+        points: list[dict[str, Any]] = []
         for name in self.cover:
             param = self.params[name]
             assert isinstance(param, Categorical)
@@ -428,7 +428,9 @@ def _as_objective(o: Objective | tuple[str, str] | str) -> Objective:
         return o
     if isinstance(o, str):
         return Objective(o)
-    return Objective(*o)
+    metric, direction = o
+    # The direction is checked in Objective.__post_init__.
+    return Objective(metric, direction)  # type: ignore[arg-type]
 
 
 def _vocab_size_hint(config: TrialConfig) -> int:
