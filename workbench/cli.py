@@ -168,7 +168,6 @@ def pareto(
 @app.command()
 def layers() -> None:
     """List the registered memory layers with their paper, knobs and what is active per token."""
-    from rich.console import Console
     from rich.table import Table
 
     from workbench import memory
@@ -178,13 +177,12 @@ def layers() -> None:
         cls = memory.get(name)
         knobs = ", ".join(f"{k}={v!r}" for k, v in memory.knobs(name).items())
         table.add_row(name, cls.paper, knobs, cls.active_per_token)
-    Console().print(table)
+    _console().print(table)
 
 
 @app.command()
 def show(space_file: Annotated[str, typer.Argument(help="Space file to describe.")]) -> None:
     """Describe a search space: parameters, conditions, constraints, objectives, budget."""
-    from rich.console import Console
     from rich.table import Table
 
     from workbench.space import load_space
@@ -200,7 +198,7 @@ def show(space_file: Annotated[str, typer.Argument(help="Space file to describe.
             f"{type(p).__name__} {json.dumps({k: v for k, v in spec.items() if v is not None})}",
             str(when),
         )
-    console = Console()
+    console = _console()
     console.print(table)
     for c in space.constraints:
         console.print(f"constraint: {c.label()}  [{c.expr}]")
@@ -277,13 +275,19 @@ def _print_front(store: str, study_name: str, x: str = "flops_per_token") -> Non
 
 
 def _print_frame(frame: Any, title: str | None = None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(*[str(c) for c in frame.columns], title=title)
     for row in frame.itertuples(index=False):
         table.add_row(*[_fmt(v) for v in row])
-    Console(width=200).print(table)
+    _console().print(table)
+
+
+def _console() -> Any:
+    """A terminal's own width; wide when piped, so tables are not squeezed into 80 columns."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _fmt(v: Any) -> str:
