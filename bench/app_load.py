@@ -41,6 +41,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from helpers_app import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (tests/ is on the path only now)
+
 CHILD = r"""
 import json, sys, time
 start = float(sys.argv[1])
@@ -71,16 +73,6 @@ print(json.dumps({"total": t_pareto - start, "python": t_python - start, "import
                   "pareto_run": t_pareto - t_first, "points": points, "warm_pareto_run": warm_s}))
 """
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 DRAWN = """n => {
   const gd = document.querySelector('.js-plotly-plot');
   if (!gd || !gd._fullData) return false;

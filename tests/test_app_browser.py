@@ -19,19 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers_app import session_store
+from helpers_app import CHROMIUM as CHROMIUM_PATH
+from helpers_app import CHROMIUM_ARGS, session_store
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+CHROMIUM = Path(CHROMIUM_PATH)
 POINTS = ".js-plotly-plot .scatterlayer .trace path.point"
 
 pytestmark = pytest.mark.browser
