@@ -28,20 +28,18 @@ import datetime as dt
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from helpers_app import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (tests/ is on the path only now)
+from helpers_app import CHROMIUM, CHROMIUM_ARGS, serve_app  # noqa: E402  (tests/ is on the path only now)
 
 CHILD = r"""
 import json, sys, time
@@ -108,42 +106,19 @@ def apptest(store: Path) -> dict[str, float]:
 def browser(store: Path, trials: int, repeat: int) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "workbench", "app", "--store", str(store), "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
     times: dict[str, list[float]] = {"first": [], "new_browser": [], "reload": []}
-    try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                time.sleep(0.2)
-        with sync_playwright() as pw:
-            chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            for i in range(repeat + 1):  # a new browser profile each time: nothing cached
-                context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-                times["first" if i == 0 else "new_browser"].append(load(context.new_page(), url, trials))
-                context.close()
+    with serve_app(store) as url, sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for i in range(repeat + 1):  # a new browser profile each time: nothing cached
             context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-            load(context.new_page(), url, trials)
-            for _ in range(repeat):  # the same profile: app and plotly.js bundles in the HTTP cache
-                times["reload"].append(load(context.new_page(), url, trials))
+            times["first" if i == 0 else "new_browser"].append(load(context.new_page(), url, trials))
             context.close()
-            chromium.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+        load(context.new_page(), url, trials)
+        for _ in range(repeat):  # the same profile: app and plotly.js bundles in the HTTP cache
+            times["reload"].append(load(context.new_page(), url, trials))
+        context.close()
+        chromium.close()
     return times
 
 

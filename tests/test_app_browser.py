@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers_app import CHROMIUM as CHROMIUM_PATH
-from helpers_app import CHROMIUM_ARGS, session_store
+from helpers_app import CHROMIUM_ARGS, serve_app, session_store
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(CHROMIUM_PATH)
@@ -46,54 +41,12 @@ def require_browser() -> None:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"`workbench app` exited with {proc.returncode} before serving")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"`workbench app` did not answer at {url} within {timeout_s:g}s")
-
-
 @pytest.fixture
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`workbench app` on the real tiny-study store, on a free port of 127.0.0.1."""
     require_browser()
-    store = session_store("real", tmp_path_factory)
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench", "app", "--store", str(store), "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
+    with serve_app(session_store("real", tmp_path_factory)) as url:
         yield url
-    finally:
-        proc.terminate()  # workbench app passes SIGTERM on to streamlit
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def screenshot_dir(tmp_path: Path) -> Path:
