@@ -134,8 +134,8 @@ class TrialRunner:
         assert cfg is not None
         trial.set_user_attr("wb.config", cfg.to_dict())
         trial.set_user_attr("wb.config_hash", cfg.config_hash())
-        vocab_hint = 256 if cfg.data.tokenizer == "byte" else cfg.data.vocab_size
-        analytic = model_cost(cfg.model, vocab_hint)
+        analytic = sample.cost
+        assert analytic is not None
         trial.set_user_attr(
             "wb.metrics",
             {

@@ -36,6 +36,8 @@ from workbench.space._params import (
 if TYPE_CHECKING:
     import optuna
 
+    from workbench.model import ModelCost
+
 # Parameters named "aux.<name>" are sampled or derived like any other but are not config
 # fields: they let one sampled quantity drive several knobs (e.g. k and block size).
 AUX = "aux."
@@ -55,11 +57,16 @@ _SECTION_FIELDS = {
 
 @dataclass(frozen=True)
 class Sample:
-    """One sampled design: its flat values, its typed config, and whether it is feasible."""
+    """One sampled design: its flat values, typed config, analytic cost, and feasibility.
+
+    ``cost`` is computed with the vocabulary size known before data is prepared (see
+    :func:`_vocab_size_hint`); the trial recomputes it with the prepared vocabulary.
+    """
 
     values: dict[str, Any]
     config: TrialConfig | None
     infeasible_reason: str | None = None
+    cost: ModelCost | None = None
 
     @property
     def feasible(self) -> bool:
@@ -258,8 +265,8 @@ class Space:
         config_values = {k: v for k, v in values.items() if not k.startswith(AUX)}
         flat = {"train.tokens": self.budget.tokens, "train.seconds": self.budget.seconds, **config_values}
         config = trial_config_from_flat(flat)
-        cost = dataclasses.asdict(model_cost(config.model, _vocab_size_hint(config)))
-        scope = {**values, **{f"cost.{k}": v for k, v in cost.items()}}
+        cost = model_cost(config.model, _vocab_size_hint(config))
+        scope = {**values, **{f"cost.{k}": v for k, v in dataclasses.asdict(cost).items()}}
         inactive = frozenset(n for n in self.params if n not in values)
         for c in self.constraints:
             try:
@@ -271,8 +278,8 @@ class Space:
             except _expr.ExprError as exc:
                 raise ConfigError(f"constraint {c.label()!r}: {exc}") from None
             if not ok:
-                return Sample(dict(values), config, f"constraint violated: {c.label()}")
-        return Sample(dict(values), config)
+                return Sample(dict(values), config, f"constraint violated: {c.label()}", cost)
+        return Sample(dict(values), config, None, cost)
 
     def sample(self, trial: optuna.Trial) -> Sample:
         return self.resolve(self.suggest(trial))
