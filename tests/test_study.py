@@ -124,3 +124,8 @@ def test_ingest_rebuilds_the_store_from_optuna_storage_idempotently(
         storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage)),
     )
     assert study.user_attrs["wb.space"]["name"] == "tiny"
+
+
+def test_outcome_counts_trials_by_status(tiny_space_file: Path, tmp_path: Path) -> None:
+    outcome = run(tiny_space_file, tmp_path / "wb.duckdb", trials=2)
+    assert outcome.counts == {"complete": 2}

@@ -215,7 +215,7 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
         storage_url=storage_url,
         store_path=opts.store,
         ran=finished_count(study) - already,
-        counts=report.status_counts if hasattr(report, "status_counts") else {},
+        counts=report.statuses,
         interrupted=interrupted,
     )
 
