@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from workbench.syncs import count_host_syncs
+
 # Dense bf16 tensor-core peak of the H100 SXM (datasheet, without sparsity), the denominator of
 # MFU as nanoGPT and PaLM define it; other devices fall back to a measured matmul rate.
 PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
@@ -60,17 +62,8 @@ def time_cuda(fn: Callable[[], Any], warmup: int = 3, iters: int = 10, repeats: 
 
 def host_syncs(fn: Callable[[], Any]) -> int:
     """How many host synchronisations one call of ``fn`` makes (CUDA sync debug mode, warn)."""
-    import warnings
-
     torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return count_host_syncs(fn)[1]
 
 
 class Deadline:

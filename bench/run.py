@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--mfu",
-        default="gpt2:16:eager,gpt2:16:compiled,search:64:eager-nographs,search:64:eager,search:64:compiled",
+        default="gpt2:16:eager,gpt2:16:compiled,gpt2:32:compiled,search:64:eager,search:64:compiled",
         help="shape:batch:mode runs of (b)",
     )
     parser.add_argument("--study", default="1:eager,2:eager", help="workers:mode study runs of (c)")

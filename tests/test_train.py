@@ -122,6 +122,8 @@ def test_gpu_compiled_and_eager_training_agree_and_read_device_tokens() -> None:
     eager = run(config(), data, "cuda")
     compiled = run(config(compile=True), data, "cuda")
     assert compiled.compile_seconds > 0 and eager.compile_seconds == 0  # type: ignore[attr-defined]
+    # The compiled step is captured as a CUDA graph too (it makes no host read).
+    assert compiled.cuda_graph, compiled.eager_reason  # type: ignore[attr-defined]
     # bf16 autocast both ways; compiled kernels fuse and reassociate.
     assert abs(compiled.val_loss - eager.val_loss) < 0.05  # type: ignore[attr-defined]
     again = run(config(), data, "cuda")

@@ -5,16 +5,16 @@ set; stops at the token budget or the time budget, whichever comes first. Determ
 under ``train.seed`` on a given device.
 
 The GPU path keeps the device busy: the token array lives in device memory
-(:class:`~workbench.data.DeviceTokens`, once per worker) and every window start of the run
-is drawn up front from the same CPU generator as the CPU path (so both read the same
-windows) and copied once, so a step launches work without waiting for the host; bf16
-autocast (the float32 matmuls it leaves, such as routers, in TF32), fused AdamW, SDPA
-attention; the whole step (forward, backward, clipping, AdamW) captured once as a CUDA graph
-and replayed when not compiled (:class:`TrainStep`; ``WORKBENCH_CUDA_GRAPHS=0`` turns it off); ``train.compile`` runs the training forward and
-backward through ``torch.compile`` (static shapes; compiled kernels are cached on disk
-under the workbench cache, so a later trial of the same shapes, in this worker or the next,
-skips code generation). The loss is checked for non-finite values at every log point (not
-every step) and evaluation sums its loss on the device with one read at the end.
+(:class:`~workbench.data.DeviceTokens`, once per worker) and every window start of the run is
+drawn up front from the same CPU generator as the CPU path (so both read the same windows) and
+copied once, so a step launches work without waiting for the host; bf16 autocast (the float32
+matmuls it leaves, such as routers, in TF32), fused AdamW, SDPA attention; the whole step
+(forward, backward, clipping, AdamW) captured once as a CUDA graph and replayed, compiled or
+not (:class:`TrainStep`; ``WORKBENCH_CUDA_GRAPHS=0`` turns it off); ``train.compile`` runs the
+training forward and backward through ``torch.compile`` (static shapes; compiled kernels are
+cached on disk under the workbench cache, so a later trial of the same shapes, in this worker
+or the next, skips code generation). The loss is checked for non-finite values at every log
+point (not every step) and evaluation sums its loss on the device with one read at the end.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from workbench.config import TrialConfig
 from workbench.errors import NonFiniteLossError
 from workbench.model import GPT
+from workbench.syncs import count_host_syncs
 
 if TYPE_CHECKING:
     from workbench.data import DeviceTokens
@@ -233,12 +234,13 @@ class TrainStep:
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captured = False
-        self.static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.inputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.loss: torch.Tensor | None = None
         self.why_eager = "" if graphs else "off"
 
     def close(self) -> None:
         """Drop the captured graph (its private memory pool goes back to the allocator)."""
-        self.graph = self.static = None
+        self.graph = self.inputs = self.loss = None
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -268,66 +270,50 @@ class TrainStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The step on batch ``(x, y)``; returns its (detached) loss."""
         self.calls += 1
-        if self.graph is not None and self.static is not None:
-            sx, sy, loss = self.static
-            sx.copy_(x)
-            sy.copy_(y)
-            self.graph.replay()
-            return loss
         if not self.graphs:
             return self.eager(x, y)
+        if self.inputs is None:
+            # One pair of input buffers for warm-up, capture and replay: a compiled loss sees the
+            # same tensors in every call. (x and y are views of one window; fresh copies at
+            # capture would fail dynamo's aliasing guard and recompile inside the capture.)
+            self.inputs = (x.clone(), y.clone())
+        sx, sy = self.inputs
+        sx.copy_(x)
+        sy.copy_(y)
+        if self.graph is not None and self.loss is not None:
+            self.graph.replay()
+            return self.loss
         if self.calls <= WARMUP_STEPS:
-            return self._warmup(x, y)
-        return self._capture(x, y)
+            return self._warmup(sx, sy)
+        return self._capture(sx, sy)
 
     def _warmup(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             if self.calls == 2:  # after the first step's lazy work (and compilation)
-                syncs = _count_syncs(lambda: self.eager(x, y))
-                loss = syncs.result
-                if syncs.count:
-                    self.graphs, self.why_eager = False, f"{syncs.count} host synchronisations per step"
+                loss, syncs = count_host_syncs(lambda: self.eager(x, y))
+                if syncs:
+                    self.graphs, self.why_eager = False, f"{syncs} host synchronisations per step"
             else:
                 loss = self.eager(x, y)
         torch.cuda.current_stream().wait_stream(side)
         return loss
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        sx, sy = x.clone(), y.clone()
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
-                loss = self._body(sx, sy)
+                loss = self._body(x, y)
         except Exception as exc:  # a capture-unsafe op: this model trains eagerly
             torch.cuda.synchronize()
             self.graphs, self.why_eager = False, f"capture failed: {type(exc).__name__}: {exc}"[:300]
             self.optimizer.zero_grad(set_to_none=True)
             return self.eager(x, y)
-        self.graph, self.static, self.captured = graph, (sx, sy, loss), True
+        self.graph, self.loss, self.captured = graph, loss, True
         graph.replay()
         return loss
-
-
-class _Synced:
-    def __init__(self, result: torch.Tensor, count: int) -> None:
-        self.result, self.count = result, count
-
-
-def _count_syncs(fn: Callable[[], torch.Tensor]) -> _Synced:
-    """Run ``fn`` under CUDA's sync debug mode and count the host synchronisations it makes."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            result = fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return _Synced(result, sum("synchroniz" in str(w.message) for w in caught))
 
 
 def train(
@@ -349,11 +335,9 @@ def train(
     log_every = max(1, total_steps // 50)
     generator = torch.Generator().manual_seed(t.seed)
     batches = Batches(train_tokens, t.batch_size, cfg.model.seq_len, total_steps, generator, device)
-    # Not with torch.compile: its compiled step reads the host once (no capture), and a failed
-    # capture leaves the allocator slower than no capture at all (measured, docs/PERFORMANCE.md).
-    graphs = (
-        device.type == "cuda" and cuda_graphs_enabled() and not t.compile and total_steps > WARMUP_STEPS + 1
-    )
+    # Compiled or not: the compiled forward and backward are plain kernel launches, so they are
+    # captured with the rest of the step (the compilation itself happens in the eager warm-up).
+    graphs = device.type == "cuda" and cuda_graphs_enabled() and total_steps > WARMUP_STEPS + 1
     optimizer = make_optimizer(model, cfg, device, capturable=graphs)
     loss_fn = compiled_loss(model) if t.compile else functools.partial(model_loss, model)
     train_step = TrainStep(model, loss_fn, optimizer, dtype, t.grad_clip, graphs)
