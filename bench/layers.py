@@ -171,6 +171,12 @@ class _Width:
         layer = build(spec, self.ctx, self.dev)
         fn = torch.compile(layer, dynamic=False) if compile_ else layer
         step = _step(fn, self.x, self.ids, self.gy)
+        if compile_:
+            # As the trainer runs train.compile: the compiled step replayed from a CUDA graph.
+            try:
+                step = graph_step(fn, self.x, self.ids, self.gy)
+            except Exception:
+                self.x.grad = None
         ms = time_step(step)
         syncs = host_syncs(step) if not compile_ else 0
         del layer, fn, step

@@ -202,7 +202,8 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
             "EmbeddingBag reads; *graphed* = the fast step replayed from a CUDA graph against the graphed dense "
             "FFN (the GPU's time without launch overhead; — where the step cannot be captured because it "
             "synchronises); *simple* = the per-expert Python loop, or gather-then-sum rows; *compiled* = "
-            "the fast layer and the dense FFN both under `torch.compile`. *syncs* = host synchronisations "
+            "the fast layer and the dense FFN both under `torch.compile`, replayed from a CUDA graph (as "
+            "`train.compile` trains). *syncs* = host synchronisations "
             "per fast step (CUDA sync debug mode).",
             "",
         ]
