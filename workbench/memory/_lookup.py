@@ -83,3 +83,19 @@ def weighted_rows(values_VD: torch.Tensor, idx_NR: torch.Tensor, w_NR: torch.Ten
 def init_table(rows: int, width: int, std: float | None = None) -> nn.Parameter:
     """A ``[rows, width]`` table as a plain Parameter (GPT's init of nn.Embedding does not touch it)."""
     return nn.Parameter(torch.randn(rows, width) * (std if std is not None else 1.0 / math.sqrt(width)))
+
+
+SORT_TOPK_MAX = 128
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scores.topk(k, dim=-1)`` (sorted, descending), by a full sort of short CUDA rows.
+
+    On an H100 sorting rows of at most 128 scores and keeping the first k is faster than
+    ``topk``'s radix selection (262,144 rows of 128: 0.95 ms against 1.72 ms; of 119: 0.49 against
+    0.90 ms); from 256 scores on ``topk`` wins. Ties may come out in another order.
+    """
+    if scores.is_cuda and scores.shape[-1] <= SORT_TOPK_MAX:
+        values, indices = scores.sort(dim=-1, descending=True)
+        return values[..., :k], indices[..., :k]
+    return scores.topk(k, dim=-1)

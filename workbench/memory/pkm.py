@@ -62,6 +62,7 @@ from workbench.memory._lookup import (
     consume_params,
     ffn_width,
     init_table,
+    top_k,
     validate_consume,
     weighted_rows,
 )
@@ -169,14 +170,14 @@ class ProductKeyMemory(MemoryLayer):
             q = self.norm(q)
         q_HSNQ = q.view(N, H, 2, -1).permute(1, 2, 0, 3)
         s_HSNC = torch.matmul(q_HSNQ, self.keys_HSCQ.transpose(-1, -2))
-        top_HSNK, idx_HSNK = s_HSNC.topk(K, dim=-1)
+        top_HSNK, idx_HSNK = top_k(s_HSNC, K)
         # Candidate sums of the pairs (a, b) with (a+1)(b+1) <= K (module docstring): their top
         # K are the top K of all C*C products.
         shape_HNP = (H, N, self.pair_a_P.shape[0])
         cand_HNP = top_HSNK[:, 0].gather(-1, self.pair_a_P.expand(shape_HNP)) + top_HSNK[:, 1].gather(
             -1, self.pair_b_P.expand(shape_HNP)
         )
-        score_HNK, pair_HNK = cand_HNP.topk(K, dim=-1)
+        score_HNK, pair_HNK = top_k(cand_HNP, K)
         i_HNK = idx_HSNK[:, 0].gather(-1, self.pair_a_P[pair_HNK])
         j_HNK = idx_HSNK[:, 1].gather(-1, self.pair_b_P[pair_HNK])
         return score_HNK.permute(1, 0, 2), (i_HNK * C + j_HNK).permute(1, 0, 2)
