@@ -21,6 +21,7 @@ import torch
 
 from bench.common import Deadline, host_syncs, time_cuda
 from workbench.memory import ForwardContext, LayerContext, config_from_dict
+from workbench.train import side_stream
 
 EXPERT_KINDS = ("switch", "gshard", "base", "hash", "avgk", "lsh")
 
@@ -111,7 +112,7 @@ def graph_step(
         else:
             y.backward(gy.to(y.dtype))
 
-    side = torch.cuda.Stream()
+    side = side_stream(x.device)
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(2):
