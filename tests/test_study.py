@@ -129,3 +129,28 @@ def test_ingest_rebuilds_the_store_from_optuna_storage_idempotently(
 def test_outcome_counts_trials_by_status(tiny_space_file: Path, tmp_path: Path) -> None:
     outcome = run(tiny_space_file, tmp_path / "wb.duckdb", trials=2)
     assert outcome.counts == {"complete": 2}
+
+
+def test_a_design_the_study_already_trained_reuses_its_results(tiny_space_file: Path, tmp_path: Path) -> None:
+    """Every sample is the same design here: the first trial trains, the others reuse it."""
+    fixed = {"memory.kind": "dense", "train.lr": 0.01}
+    store = tmp_path / "wb.duckdb"
+    outcome = run(tiny_space_file, store, trials=3, sampler="random", overrides=fixed)
+    assert outcome.ran == 3 and outcome.counts == {"complete": 3}  # type: ignore[attr-defined]
+    frame = Store.open(store, read_only=True).sql(
+        "SELECT trial_number, val_ppl, config_hash, json_extract(metrics_json, '$.duplicate_of') AS twin "
+        "FROM trials ORDER BY trial_number"
+    )
+    assert frame.config_hash.nunique() == 1 and frame.val_ppl.nunique() == 1
+    assert frame.twin.isna().iloc[0] and [int(t) for t in frame.twin.iloc[1:]] == [0, 0]
+    curves = Store.open(store, read_only=True).sql(
+        "SELECT trial_number, count(*) AS n FROM curves GROUP BY 1 ORDER BY 1"
+    )
+    assert curves.n.nunique() == 1 and len(curves) == 3  # the reused trials carry the curve too
+
+    retrained = tmp_path / "retrained.duckdb"
+    run(tiny_space_file, retrained, trials=2, sampler="random", overrides=fixed, retrain_duplicates=True)
+    twins = Store.open(retrained, read_only=True).sql(
+        "SELECT json_extract(metrics_json, '$.duplicate_of') AS twin FROM trials"
+    )
+    assert twins.twin.isna().all()

@@ -77,6 +77,13 @@ def run(
             "worker i gets GPU i mod G via CUDA_VISIBLE_DEVICES)."
         ),
     ] = 1,
+    retrain_duplicates: Annotated[
+        bool,
+        typer.Option(
+            help="Train a design again when the study already finished the same config and seed "
+            "(default: reuse that trial's results and record duplicate_of in its metrics)."
+        ),
+    ] = False,
 ) -> None:
     """Run (or resume) the study of a search space and store every trial in DuckDB.
 
@@ -104,6 +111,7 @@ def run(
         sampler=sampler,
         progress=progress,
         workers=workers,
+        retrain_duplicates=retrain_duplicates,
     )
     outcome = run_study(space, opts)
     _print_front(store, outcome.study_name)

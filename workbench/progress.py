@@ -61,6 +61,8 @@ class StudyProgress:
         metrics = frozen.user_attrs.get("wb.metrics") or {}
         if status == "complete":
             line = f"trial {frozen.number}: ppl {metrics.get('val_ppl', float('nan')):.2f}"
+            if "duplicate_of" in metrics:
+                line += f" (same design as trial {metrics['duplicate_of']}: its results reused, not trained)"
         else:
             line = f"trial {frozen.number}: {status} ({frozen.user_attrs.get('wb.error', '')})"
         self.progress.update(self.steps, visible=False)

@@ -56,6 +56,7 @@ class StudyOptions:
     sampler: str = "tpe"
     progress: bool = True
     workers: int = 1
+    retrain_duplicates: bool = False
 
 
 @dataclass
@@ -255,6 +256,7 @@ def _work(
         on_step=progress.step,
         on_trial_start=progress.trial_started,
         on_data=progress.message,
+        reuse_duplicates=not opts.retrain_duplicates,
     )
 
     def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:

@@ -40,6 +40,12 @@ class TrialRunner:
     A long-lived worker: keeps prepared token data (on a GPU, the training tokens in device
     memory), evaluation batches and fvcore FLOP counts across trials (keyed by data config,
     model config and seed), so back-to-back trials in one process reuse them.
+
+    A sampler may propose a design the study has already trained (TPE does, once it
+    converges). With ``reuse_duplicates`` such a trial is not trained again: it takes the
+    metrics, curves and routing of the finished trial with the same config hash (the full
+    config, seed included; training is deterministic under it) and records ``duplicate_of``
+    in its metrics, so the GPU time goes to new designs.
     """
 
     space: Space
@@ -49,6 +55,7 @@ class TrialRunner:
     on_step: Callable[[int, int, float], None] | None = None
     on_trial_start: Callable[[int, str], None] | None = None
     on_data: Callable[[str], None] | None = None
+    reuse_duplicates: bool = True
     _data: dict[DataConfig, TokenData] = field(default_factory=dict)
     _eval: dict[tuple[DataConfig, int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = field(
         default_factory=dict
@@ -146,9 +153,16 @@ class TrialRunner:
         )
         if not sample.feasible:
             raise Infeasible(sample.infeasible_reason)
-        if self.on_trial_start:
-            self.on_trial_start(trial.number, describe(cfg))
-        metrics = self.train_and_measure(cfg, trial)
+        twin = self.finished_twin(trial, cfg.config_hash()) if self.reuse_duplicates else None
+        if twin is not None:
+            metrics = {**twin.user_attrs["wb.metrics"], "duplicate_of": twin.number}
+            for key in ("wb.curve", "wb.routing"):
+                if key in twin.user_attrs:
+                    trial.set_user_attr(key, twin.user_attrs[key])
+        else:
+            if self.on_trial_start:
+                self.on_trial_start(trial.number, describe(cfg))
+            metrics = self.train_and_measure(cfg, trial)
         trial.set_user_attr("wb.metrics", metrics)
         values = []
         for objective in self.space.objectives:
@@ -157,6 +171,21 @@ class TrialRunner:
                 raise WorkbenchError(f"objective {objective.metric} is {value!r} after training")
             values.append(float(value))
         return tuple(values)
+
+    @staticmethod
+    def finished_twin(trial: optuna.Trial, config_hash: str) -> optuna.trial.FrozenTrial | None:
+        """The first complete, trained trial of ``trial``'s study with this config hash, if any."""
+        from optuna.trial import TrialState
+
+        for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            attrs = other.user_attrs
+            if (
+                attrs.get("wb.config_hash") == config_hash
+                and isinstance(attrs.get("wb.metrics"), dict)
+                and "duplicate_of" not in attrs["wb.metrics"]
+            ):
+                return other
+        return None
 
     def train_and_measure(self, cfg: TrialConfig, trial: optuna.Trial | None = None) -> dict[str, Any]:
         """Build, train and measure one design; records curves and routing on ``trial``."""
