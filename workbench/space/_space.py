@@ -8,6 +8,7 @@ JSON (stored with the study) and turns every sample into a typed :class:`TrialCo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -96,6 +97,7 @@ class Space:
         trials: int = 20,
         cover: Sequence[str] = (),
         description: str = "",
+        dropped: Sequence[str] = (),
     ) -> None:
         if not name or not isinstance(name, str):
             raise SpaceError("Space name must be a non-empty string")
@@ -111,6 +113,9 @@ class Space:
             raise SpaceError(f"space {name!r}: trials must be >= 1, got {trials}")
         self.trials = trials
         self.cover = tuple(cover)
+        # Parameters that --set overrides switched off (a parent fixed to a value that disables
+        # them): Derived expressions may still name them in branches that are no longer taken.
+        self.dropped = tuple(dropped)
         self._validate()
 
     # ----------------------------------------------------------------- validation
@@ -141,7 +146,7 @@ class Space:
                             f"{parent} takes {possible}"
                         )
             if isinstance(param, Derived):
-                self._check_expr(f"parameter {name!r}", param.expr, allowed=set(seen))
+                self._check_expr(f"parameter {name!r}", param.expr, allowed=set(seen) | set(self.dropped))
             seen.append(name)
         kinds = self._possible_values("memory.kind")
         for kind in kinds or ["dense"]:
@@ -153,7 +158,11 @@ class Space:
             if name.startswith("memory.") and name != "memory.kind":
                 self._check_memory_knob(name, param, kinds or ["dense"])
         for c in self.constraints:
-            self._check_expr(f"constraint {c.label()!r}", c.expr, allowed=set(self.params) | set(COST_NAMES))
+            self._check_expr(
+                f"constraint {c.label()!r}",
+                c.expr,
+                allowed=set(self.params) | set(COST_NAMES) | set(self.dropped),
+            )
         for name in self.cover:
             covered = self.params.get(name)
             if not isinstance(covered, Categorical) or self._enabling_values(covered) is None:
@@ -335,13 +344,29 @@ class Space:
         for name, value in overrides.items():
             when = params[name].when if name in params else {}
             params[name] = Fixed(value, when=when)
-        # Fixing a parent drops the parameters whose condition can no longer hold.
+        # Fixing a parent drops the parameters whose condition can no longer hold (and theirs, in
+        # turn), and narrows the conditions that still hold to the fixed value: ``when={kind: [a,
+        # b]}`` with kind fixed to ``a`` becomes ``{kind: (a,)}``, since the definition check
+        # rejects values a parent can never take.
+        dropped = list(self.dropped)
         for name, param in list(params.items()):
+            if any(parent not in params for parent in param.when):  # its parent was just dropped
+                del params[name]
+                dropped.append(name)
+                continue
+            narrowed = dict(param.when)
             for parent, allowed in param.when.items():
                 fixed = params.get(parent)
-                if parent in overrides and isinstance(fixed, Fixed) and fixed.value not in allowed:
-                    del params[name]
-                    break
+                if parent in overrides and isinstance(fixed, Fixed):
+                    if fixed.value not in allowed:
+                        del params[name]
+                        dropped.append(name)
+                        break
+                    narrowed[parent] = (fixed.value,)
+            else:
+                if narrowed != param.when:
+                    params[name] = copy.copy(param)
+                    object.__setattr__(params[name], "when", narrowed)
         budget = self.budget
         if "train.tokens" in overrides and "train.tokens" not in self.params:
             budget = Budget(tokens=int(overrides["train.tokens"]), seconds=budget.seconds)
@@ -356,6 +381,7 @@ class Space:
             trials=self.trials,
             cover=[c for c in self.cover if isinstance(params.get(c), Categorical) and c in params],
             description=self.description,
+            dropped=dropped,
         )
 
     def cover_points(self) -> list[dict[str, Any]]:
@@ -402,6 +428,7 @@ class Space:
             "budget": self.budget.to_json(),
             "trials": self.trials,
             "cover": list(self.cover),
+            **({"dropped": list(self.dropped)} if self.dropped else {}),
         }
 
     @classmethod
@@ -416,6 +443,7 @@ class Space:
             trials=data.get("trials", 20),
             cover=data.get("cover", ()),
             description=data.get("description", ""),
+            dropped=data.get("dropped", ()),
         )
 
     def space_hash(self) -> str:
