@@ -226,8 +226,8 @@ class TrainStep:
     launch instead of hundreds (small models are otherwise limited by the host launching
     kernels, not by the GPU). The first :data:`WARMUP_STEPS` steps run eagerly on a side stream
     (lazy initialisation, compilation); the second is watched for host synchronisations, and a
-    model that has any (a ``loop`` dispatch, EmbeddingBag's backward) keeps running eagerly, as
-    does one whose capture fails. Replays run the captured kernels on the step's batch, copied
+    model that has any (a ``loop`` dispatch) keeps running eagerly, as does one whose capture
+    fails. Replays run the captured kernels on the step's batch, copied
     into the graph's input buffers, with the learning rate read from a device tensor.
     """
 
