@@ -259,6 +259,15 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
+def value_label(value: object) -> str:
+    """A parameter value as a category label: integral floats without ".0", missing as MISSING."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return MISSING
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def fmt_number(value: Any) -> str:
     """Compact engineering notation for tables and hover text: 1.23M, 45.6k, 0.0031."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import pandas as pd
 
-from workbench.explore._frames import MAX_CATEGORIES, MISSING, ExploreError, fmt_number
+from workbench.explore._frames import MAX_CATEGORIES, MISSING, ExploreError, fmt_number, value_label
 from workbench.explore._pareto import PALETTE
 
 if TYPE_CHECKING:
@@ -83,9 +83,9 @@ def get_grid_info(
             frame = frame.assign(facet=labels)
             facets = order
         else:
-            frame = frame.assign(facet=values.map(_label))
+            frame = frame.assign(facet=values.map(value_label))
             facets = sorted(frame["facet"].unique(), key=_natural)
-    frame = frame.assign(row=frame[rows].map(_label), col=frame[cols].map(_label))
+    frame = frame.assign(row=frame[rows].map(value_label), col=frame[cols].map(value_label))
     cells = _combine(frame, metric, reduce)
     return GridInfo(metric, reduce, rows, cols, facet, [f for f in facets if f in set(cells["facet"])], cells)
 
@@ -115,14 +115,6 @@ def _bands(values: np.ndarray, n: int) -> tuple[list[str], list[str]]:
     names = [f"{fmt_number(edges[i])}–{fmt_number(edges[i + 1])}" for i in range(n)]
     labels = [names[i] if np.isfinite(v) else MISSING for i, v in zip(index, values, strict=True)]
     return labels, names + ([MISSING] if MISSING in labels else [])
-
-
-def _label(value: object) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return MISSING
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _natural(label: str) -> tuple[int, float, str]:

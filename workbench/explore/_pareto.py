@@ -22,6 +22,7 @@ from workbench.explore._frames import (
     Filter,
     apply_filters,
     design_lines,
+    value_label,
     with_keys,
 )
 from workbench.pareto import Direction
@@ -292,17 +293,9 @@ def _hover_template(info: ParetoInfo, head: str = "") -> str:
 
 
 def _labels(values: pd.Series) -> pd.Series:
-    """:func:`_label` of each value, computed once per distinct value."""
+    """:func:`value_label` of each value, computed once per distinct value."""
     distinct = values.drop_duplicates()
-    return values.map(dict(zip(distinct, map(_label, distinct), strict=True)))
-
-
-def _label(value: object) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "n/a"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    return values.map(dict(zip(distinct, map(value_label, distinct), strict=True)))
 
 
 def _natural(label: str) -> tuple[int, float, str]:
