@@ -28,6 +28,17 @@ GPT2_SMALL = {"d_model": 768, "n_layers": 12, "n_heads": 12, "seq_len": 1024, "v
 SEARCH_SCALE = {"d_model": 384, "n_layers": 6, "n_heads": 6, "seq_len": 256, "vocab": 2048}
 
 
+def dense_gpt(shape: dict[str, int]) -> ModelConfig:
+    """The dense GPT of ``shape`` (one of the shapes above; its vocab is passed to GPT apart)."""
+    return ModelConfig(
+        seq_len=shape["seq_len"],
+        d_model=shape["d_model"],
+        n_layers=shape["n_layers"],
+        n_heads=shape["n_heads"],
+        memory=DenseConfig(),
+    )
+
+
 def measure(
     shape: dict[str, int], batch_size: int, steps: int, compile_: bool, graphs: bool = True
 ) -> dict[str, Any]:
@@ -35,13 +46,7 @@ def measure(
     import os
 
     dev = torch.device("cuda")
-    model_cfg = ModelConfig(
-        seq_len=shape["seq_len"],
-        d_model=shape["d_model"],
-        n_layers=shape["n_layers"],
-        n_heads=shape["n_heads"],
-        memory=DenseConfig(),
-    )
+    model_cfg = dense_gpt(shape)
     tokens_per_step = batch_size * shape["seq_len"]
     cfg = TrialConfig(
         model=model_cfg,
@@ -96,13 +101,7 @@ def profile_step(shape: dict[str, int], batch_size: int, compile_: bool, steps: 
     from workbench.train import TrainStep, compiled_loss, make_optimizer, model_loss
 
     dev = torch.device("cuda")
-    model_cfg = ModelConfig(
-        seq_len=shape["seq_len"],
-        d_model=shape["d_model"],
-        n_layers=shape["n_layers"],
-        n_heads=shape["n_heads"],
-        memory=DenseConfig(),
-    )
+    model_cfg = dense_gpt(shape)
     torch.manual_seed(0)
     model = GPT(model_cfg, shape["vocab"]).to(dev)
     loss_fn = compiled_loss(model) if compile_ else functools.partial(model_loss, model)

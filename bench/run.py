@@ -162,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:
                 results["mfu"].append({"error": traceback.format_exc()[-2000:], "run": run})
                 print(results["mfu"][-1]["error"], flush=True)
-        save_json("results.json", results)
 
     save_json("results.json", results)
     body = render(results, args)
