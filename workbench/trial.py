@@ -140,7 +140,8 @@ class TrialRunner:
         cfg = sample.config
         assert cfg is not None
         trial.set_user_attr("wb.config", cfg.to_dict())
-        trial.set_user_attr("wb.config_hash", cfg.config_hash())
+        config_hash = cfg.config_hash()
+        trial.set_user_attr("wb.config_hash", config_hash)
         analytic = sample.cost
         assert analytic is not None
         trial.set_user_attr(
@@ -153,7 +154,7 @@ class TrialRunner:
         )
         if not sample.feasible:
             raise Infeasible(sample.infeasible_reason)
-        twin = self.finished_twin(trial, cfg.config_hash()) if self.reuse_duplicates else None
+        twin = self.finished_twin(trial, config_hash) if self.reuse_duplicates else None
         if twin is not None:
             metrics = {**twin.user_attrs["wb.metrics"], "duplicate_of": twin.number}
             for key in ("wb.curve", "wb.routing"):
