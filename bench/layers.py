@@ -1,7 +1,9 @@
 """(a) Per memory layer: forward+backward step time against a dense FFN of equal active FLOPs.
 
 One layer alone (no attention, no optimizer) on N = B*T tokens of a LayerNorm-scale input,
-bf16 autocast with float32 parameters, as the trainer runs it: forward, then backward of the
+bf16 autocast with the matmul weights held in bf16 (float32 masters live in the optimizer,
+workbench/master.py; ``weights="float32"`` keeps them float32, the trainer's
+``train.master_weights=false``), as the trainer runs it: forward, then backward of the
 output against a fixed random gradient (plus the auxiliary loss). Each expert-style layer is
 timed with its fast dispatch (``impl=auto``: the grouped path on CUDA) and, in the same run,
 with the simple per-expert ``loop``; table layers with their EmbeddingBag reads and, where one
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 
 from bench.common import Deadline, host_syncs, time_cuda
+from workbench.master import cast_to
 from workbench.memory import ForwardContext, LayerContext, config_from_dict
 from workbench.train import side_stream
 
@@ -66,8 +69,11 @@ def _knobs(spec: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in spec.items() if k not in ("kind", "impl"))
 
 
-def build(spec: dict[str, Any], ctx: LayerContext, dev: torch.device) -> torch.nn.Module:
-    """The layer of ``spec``, initialised on ``dev`` where it can be (large banks init slowly on a CPU)."""
+def build(
+    spec: dict[str, Any], ctx: LayerContext, dev: torch.device, weights: str = "bf16"
+) -> torch.nn.Module:
+    """The layer of ``spec``, initialised on ``dev`` where it can be (large banks init slowly on a CPU),
+    its matmul weights in bf16 unless ``weights`` is ``"float32"``."""
     cfg = config_from_dict(spec)
     torch.manual_seed(0)
     try:
@@ -76,7 +82,10 @@ def build(spec: dict[str, Any], ctx: LayerContext, dev: torch.device) -> torch.n
     except RuntimeError:  # a layer that draws its tables from a CPU generator (hash)
         torch.manual_seed(0)
         layer = cfg.build(ctx)
-    return layer.to(dev).train()
+    layer = layer.to(dev).train()
+    if weights == "bf16":
+        cast_to(layer, torch.bfloat16)
+    return layer
 
 
 def _step(layer: torch.nn.Module, x: torch.Tensor, ids: torch.Tensor, gy: torch.Tensor) -> Callable[[], None]:
@@ -156,9 +165,9 @@ class _SimpleRows:
 class _Width:
     """Inputs of one width d (shared by its rows) and its dense baselines, timed once each."""
 
-    def __init__(self, d: int, tokens: int, seq_len: int, dev: torch.device) -> None:
+    def __init__(self, d: int, tokens: int, seq_len: int, dev: torch.device, weights: str) -> None:
         self.ctx = LayerContext(d_model=d, vocab_size=8192, seq_len=seq_len)
-        self.dev = dev
+        self.dev, self.weights = dev, weights
         gen = torch.Generator(device=dev).manual_seed(0)
         batch = tokens // seq_len
         self.x = torch.randn(batch, seq_len, d, device=dev, generator=gen).requires_grad_(True)
@@ -169,7 +178,7 @@ class _Width:
 
     def timed(self, spec: dict[str, Any], compile_: bool = False) -> tuple[float, int]:
         """(median ms per step, host syncs per step) of the layer of ``spec``."""
-        layer = build(spec, self.ctx, self.dev)
+        layer = build(spec, self.ctx, self.dev, self.weights)
         fn = torch.compile(layer, dynamic=False) if compile_ else layer
         step = _step(fn, self.x, self.ids, self.gy)
         if compile_:
@@ -186,7 +195,7 @@ class _Width:
 
     def graphed(self, spec: dict[str, Any]) -> float | None:
         """Median ms of the step replayed from a CUDA graph; None where it cannot be captured."""
-        layer = build(spec, self.ctx, self.dev)
+        layer = build(spec, self.ctx, self.dev, self.weights)
         try:
             replay = graph_step(layer, self.x, self.ids, self.gy)
             ms: float | None = time_step(replay)
@@ -225,15 +234,17 @@ def run(
     profile: tuple[int, str, int] | None = None,
     simple: bool = True,
     kinds: tuple[str, ...] = (),
+    weights: str = "bf16",
 ) -> list[dict[str, Any]]:
     """Rows of the per-layer table (one per layer, width and block count), times in ms.
 
-    ``simple`` False skips the simple implementations; ``kinds`` keeps only those layer names.
+    ``simple`` False skips the simple implementations; ``kinds`` keeps only those layer names;
+    ``weights`` is the matmul weights' dtype, ``bf16`` (the trainer's default) or ``float32``.
     """
     dev = torch.device("cuda")
     rows: list[dict[str, Any]] = []
     for d in dims:
-        w = _Width(d, tokens, seq_len, dev)
+        w = _Width(d, tokens, seq_len, dev, weights)
         base_ms = w.dense(4 * d)
         base_graph = w.dense_graphed(4 * d)
         rows.append(
@@ -318,7 +329,7 @@ def profile_table(spec: dict[str, Any], w: _Width) -> str:
     """The CUDA kernels of a few fast steps of one layer, by total device time."""
     from torch.profiler import ProfilerActivity, profile
 
-    layer = build(spec, w.ctx, w.dev)
+    layer = build(spec, w.ctx, w.dev, w.weights)
     step = _step(layer, w.x, w.ids, w.gy)
     for _ in range(3):
         step()

@@ -40,9 +40,15 @@ def dense_gpt(shape: dict[str, int]) -> ModelConfig:
 
 
 def measure(
-    shape: dict[str, int], batch_size: int, steps: int, compile_: bool, graphs: bool = True
+    shape: dict[str, int],
+    batch_size: int,
+    steps: int,
+    compile_: bool,
+    graphs: bool = True,
+    master_weights: bool = True,
 ) -> dict[str, Any]:
-    """One training run through :func:`workbench.train.train`; ``graphs`` False trains eagerly."""
+    """One training run through :func:`workbench.train.train`; ``graphs`` False trains eagerly,
+    ``master_weights`` False keeps the matmul weights float32 (autocast casts them every step)."""
     import os
 
     dev = torch.device("cuda")
@@ -56,6 +62,7 @@ def measure(
             eval_tokens=shape["seq_len"] * 2,
             eval_every=10**9,
             compile=compile_,
+            master_weights=master_weights,
             lr=6e-4,
         ),
     )
@@ -80,6 +87,7 @@ def measure(
         "batch_size": batch_size,
         "compiled": compile_,
         "cuda_graph": result.cuda_graph,
+        "master_weights": result.master_weights,
         "eager_reason": result.eager_reason,
         "params": cost.params_total,
         "flops_per_token": cost.flops_per_token,

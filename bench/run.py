@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mfu",
         default="gpt2:16:eager,gpt2:16:compiled,gpt2:32:compiled,search:64:eager,search:64:compiled",
-        help="shape:batch:mode runs of (b)",
+        help="shape:batch:mode runs of (b); mode eager|compiled, +nographs (no CUDA graph), "
+        "+f32w (float32 matmul weights, train.master_weights=false), e.g. gpt2:32:compiled+f32w",
     )
     parser.add_argument("--study", default="1:eager,2:eager", help="workers:mode study runs of (c)")
     parser.add_argument("--study-tokens", type=int, default=20_000_000)
@@ -56,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=530, help="seconds for the whole run")
     parser.add_argument("--no-simple", action="store_true", help="skip the simple implementations in (a)")
     parser.add_argument("--kinds", default="", help="only these layer names in (a), comma-separated")
+    parser.add_argument(
+        "--layer-weights",
+        default="bf16",
+        choices=("bf16", "float32"),
+        help="matmul weights of (a): bf16 with float32 masters (the trainer's default) or float32",
+    )
     parser.add_argument(
         "--profile-mfu", default="", help="shape:batch:mode runs to profile (kernel tables to $OUT)"
     )
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 profile=(512, "switch", 16),
                 simple=not args.no_simple,
                 kinds=tuple(k for k in args.kinds.split(",") if k),
+                weights=args.layer_weights,
             )
         except Exception:
             results["layers_error"] = traceback.format_exc()
@@ -151,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             steps = 60 if shape_name == "gpt2" else 200
             try:
                 row = mfu.measure(
-                    shape, int(batch), steps, mode.startswith("compiled"), "nographs" not in mode
+                    shape,
+                    int(batch),
+                    steps,
+                    mode.startswith("compiled"),
+                    graphs="nographs" not in mode,
+                    master_weights="f32w" not in mode,
                 )
                 row["name"] = shape_name
                 results["mfu"].append(row)
@@ -194,8 +207,13 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         out += [
             "### (a) Memory layers against a dense FFN of equal active FLOPs",
             "",
-            f"One layer, forward + backward, {args.layer_tokens} tokens per step, bf16 autocast over float32 "
-            "parameters, TF32 for the float32 matmuls it leaves (as the trainer); median device time. Baseline of an expert-style layer: the dense FFN of width 4d "
+            f"One layer, forward + backward, {args.layer_tokens} tokens per step, bf16 autocast, matmul "
+            + (
+                "weights held in bf16 (float32 masters in the optimizer)"
+                if args.layer_weights == "bf16"
+                else "weights in float32 (cast by autocast every step)"
+            )
+            + ", TF32 for the float32 matmuls autocast leaves (as the trainer); median device time. Baseline of an expert-style layer: the dense FFN of width 4d "
             "(each routes 4d active cells per token); of a table layer: the dense FFN whose FLOPs equal the "
             "layer's analytic active FLOPs (`dense d_ff`). *fast* = `impl=auto` (grouped dispatch) or "
             "EmbeddingBag reads; *graphed* = the fast step replayed from a CUDA graph against the graphed dense "
@@ -257,7 +275,8 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         ]
     if results.get("mfu"):
         out += [
-            "### (b) Dense GPT MFU (workbench trainer: bf16 autocast, fused AdamW, SDPA, grad clipping)",
+            "### (b) Dense GPT MFU (workbench trainer: bf16 autocast, bf16 matmul weights with float32 masters in a "
+            "fused AdamW unless noted, SDPA, grad clipping)",
             "",
             "MFU = tokens/s × 3 × analytic forward FLOPs per token / peak (H100 SXM dense bf16 989 TFLOP/s); "
             "attention counted over the full context as nanoGPT does. GPT-2 small: d=768, 12 layers, 12 heads, "
@@ -270,7 +289,8 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
                 r.get("params", 0) / 1e6 if r.get("params") else None,
                 r.get("batch_size"),
                 ("compiled" if r.get("compiled") else "eager")
-                + (" + CUDA graph" if r.get("cuda_graph") else ""),
+                + (" + CUDA graph" if r.get("cuda_graph") else "")
+                + ("" if r.get("master_weights", True) else ", float32 weights"),
                 r.get("tokens_per_s"),
                 r.get("tflops"),
                 f"{r['mfu']:.1%}" if r.get("mfu") else None,

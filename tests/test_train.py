@@ -171,3 +171,20 @@ def test_gpu_back_to_back_graphed_trials_keep_device_memory_flat() -> None:
         assert run(config(), data, "cuda").cuda_graph  # type: ignore[attr-defined]
     gc.collect()
     assert torch.cuda.memory_allocated() == before
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_gpu_bf16_master_weights_train_like_float32_weights() -> None:
+    data = DeviceTokens(tokens(), "cuda")
+    master = run(config(), data, "cuda")
+    plain = run(config(master_weights=False), data, "cuda")
+    assert master.master_weights and not plain.master_weights  # type: ignore[attr-defined]
+    assert master.cuda_graph, master.eager_reason  # type: ignore[attr-defined]
+    # The same bf16 forward and gradients; only the clipping norm's summation order differs.
+    assert abs(master.val_loss - plain.val_loss) < 5e-3  # type: ignore[attr-defined]
+
+
+def test_cpu_training_keeps_float32_weights() -> None:
+    result = run(config(), tokens())
+    assert not result.master_weights  # type: ignore[attr-defined]

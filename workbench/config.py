@@ -58,7 +58,12 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Optimisation and budget. The run stops at ``tokens`` or ``seconds``, whichever comes first."""
+    """Optimisation and budget. The run stops at ``tokens`` or ``seconds``, whichever comes first.
+
+    ``master_weights`` (CUDA under bf16 only): matmul weights are held in bf16 and the
+    optimizer keeps their float32 masters (workbench/master.py), the same numerics as
+    autocast's per-step casts without their traffic; false keeps float32 weights.
+    """
 
     tokens: int = 200_000
     seconds: float = 0.0
@@ -74,6 +79,7 @@ class TrainConfig:
     eval_tokens: int = 32_768
     dtype: str = "auto"
     compile: bool = False
+    master_weights: bool = True
     seed: int = 0
 
 

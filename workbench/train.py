@@ -8,7 +8,8 @@ The GPU path keeps the device busy: the token array lives in device memory
 (:class:`~workbench.data.DeviceTokens`, once per worker) and every window start of the run is
 drawn up front from the same CPU generator as the CPU path (so both read the same windows) and
 copied once, so a step launches work without waiting for the host; bf16 autocast (the float32
-matmuls it leaves, such as routers, in TF32), fused AdamW, SDPA attention; the whole step
+matmuls it leaves, such as routers, in TF32), matmul weights held in bf16 with their float32
+masters in a fused AdamW (:mod:`workbench.master`), SDPA attention; the whole step
 (forward, backward, clipping, AdamW) captured once as a CUDA graph and replayed, compiled or
 not (:class:`TrainStep`; ``WORKBENCH_CUDA_GRAPHS=0`` turns it off); ``train.compile`` runs the
 training forward and backward through ``torch.compile`` (static shapes; compiled kernels are
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 
 from workbench.config import TrialConfig
 from workbench.errors import NonFiniteLossError
+from workbench.master import MasterAdamW, low_precision_parameters
 from workbench.model import GPT
 from workbench.syncs import count_host_syncs
 
@@ -60,6 +62,7 @@ class TrainResult:
     compile_seconds: float = 0.0
     cuda_graph: bool = False
     eager_reason: str = ""
+    master_weights: bool = False
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -83,6 +86,11 @@ def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> 
 def make_optimizer(
     model: torch.nn.Module, cfg: TrialConfig, device: torch.device, capturable: bool = False
 ) -> torch.optim.Optimizer:
+    """AdamW over two groups (weight decay on matrices only).
+
+    On CUDA under bf16 with ``train.master_weights``: a :class:`~workbench.master.MasterAdamW`
+    that holds the matmul weights in bf16 (converting them in place) and clips gradients itself.
+    """
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [
@@ -90,11 +98,24 @@ def make_optimizer(
         {"params": no_decay, "weight_decay": 0.0},
     ]
     betas = (cfg.train.beta1, cfg.train.beta2)
+    if uses_master_weights(cfg, device):
+        low = low_precision_parameters(model)
+        if low:
+            return MasterAdamW(groups, low, lr=cfg.train.lr, betas=betas, max_grad_norm=cfg.train.grad_clip)
     if capturable:
         # CUDA-graph capture needs the step counts on the device and the learning rate as a tensor.
         lr = torch.tensor(cfg.train.lr, device=device)
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True, capturable=True)
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=betas, fused=device.type == "cuda")
+
+
+def uses_master_weights(cfg: TrialConfig, device: torch.device) -> bool:
+    """bf16 matmul weights with float32 masters: on CUDA, under bf16, unless turned off."""
+    return (
+        cfg.train.master_weights
+        and device.type == "cuda"
+        and resolve_dtype(cfg.train.dtype, device) == torch.bfloat16
+    )
 
 
 @torch.no_grad()
@@ -268,7 +289,7 @@ class TrainStep:
         ):
             loss, aux = self.loss_fn(x, y)
         (loss + aux).backward()
-        if self.grad_clip > 0:
+        if self.grad_clip > 0 and not getattr(self.optimizer, "clips_gradients", False):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         return loss.detach()
@@ -431,4 +452,5 @@ def train(
         compile_seconds=compile_seconds,
         cuda_graph=train_step.captured,
         eager_reason="" if train_step.captured else train_step.why_eager,
+        master_weights=isinstance(optimizer, MasterAdamW),
     )

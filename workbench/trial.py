@@ -243,6 +243,7 @@ class TrialRunner:
             "compile_seconds": result.compile_seconds,
             "cuda_graph": result.cuda_graph,
             "eager_reason": result.eager_reason,
+            "master_weights": result.master_weights,
             "tokens_trained": result.tokens_trained,
             "steps": result.steps,
             "stopped_by": result.stopped_by,

@@ -35,7 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.memory.base import ForwardContext, LayerContext, LayerCost, MemoryConfig, MemoryLayer, require
+from workbench.memory.base import (
+    ForwardContext,
+    LayerContext,
+    LayerCost,
+    MemoryConfig,
+    MemoryLayer,
+    float32_weights,
+    require,
+)
 from workbench.memory.experts import ExpertBank, validate_bank
 
 
@@ -95,7 +103,7 @@ class TopKGateMoE(MemoryLayer):
         super().__init__()
         self.cfg = cfg
         self.k, self.renormalize = cfg.routing()
-        self.router = nn.Linear(ctx.d_model, cfg.n_experts, bias=False)
+        self.router = float32_weights(nn.Linear(ctx.d_model, cfg.n_experts, bias=False))
         self.experts = ExpertBank(cfg.n_experts, ctx.d_model, cfg.width(ctx), impl=cfg.impl)
         self.shared = ExpertBank(cfg.n_shared, ctx.d_model, cfg.width(ctx)) if cfg.n_shared else None
         self.init_routing_counters(cfg.n_experts)

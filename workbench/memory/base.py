@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -94,6 +94,24 @@ class MemoryConfig:
     def config_hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+FLOAT32_WEIGHTS = "workbench_float32_weights"
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def float32_weights(module: ModuleT) -> ModuleT:
+    """Mark ``module``'s weights to stay float32 when the trainer holds matmul weights in bf16.
+
+    For modules that compute in float32 on purpose (routers: Switch's selective precision);
+    see :mod:`workbench.master`.
+    """
+    setattr(module, FLOAT32_WEIGHTS, True)
+    return module
+
+
+def keeps_float32(module: nn.Module) -> bool:
+    return bool(getattr(module, FLOAT32_WEIGHTS, False))
 
 
 def require(condition: bool, field: str, message: str) -> None:

@@ -39,7 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.memory.base import ForwardContext, LayerContext, LayerCost, MemoryConfig, MemoryLayer, require
+from workbench.memory.base import (
+    ForwardContext,
+    LayerContext,
+    LayerCost,
+    MemoryConfig,
+    MemoryLayer,
+    float32_weights,
+    require,
+)
 from workbench.memory.experts import ExpertBank, validate_bank
 from workbench.memory.registry import register
 
@@ -134,7 +142,7 @@ class BaseLayer(MemoryLayer):
     def __init__(self, cfg: BaseConfig, ctx: LayerContext) -> None:
         super().__init__()
         self.cfg = cfg
-        self.router = nn.Linear(ctx.d_model, cfg.n_experts, bias=False)
+        self.router = float32_weights(nn.Linear(ctx.d_model, cfg.n_experts, bias=False))
         self.experts = ExpertBank(cfg.n_experts, ctx.d_model, cfg.width(ctx), impl=cfg.impl)
         self.init_routing_counters(cfg.n_experts)
 
