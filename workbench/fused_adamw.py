@@ -115,7 +115,7 @@ def adamw_master_update(
     if not all(t.is_contiguous() for t in (weight, master, grad, exp_avg, exp_avg_sq)):
         raise ValueError("adamw_master_update: the Triton kernel needs contiguous tensors")
     n = weight.numel()
-    _kernel()[(triton_cdiv(n, BLOCK),)](
+    _kernel()[(_cdiv(n, BLOCK),)](
         weight,
         master,
         grad,
@@ -136,7 +136,7 @@ def adamw_master_update(
     )
 
 
-def triton_cdiv(n: int, block: int) -> int:
+def _cdiv(n: int, block: int) -> int:
     return (n + block - 1) // block
 
 
