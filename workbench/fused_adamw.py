@@ -109,8 +109,14 @@ def adamw_master_update(
     """
     if use_triton is None:
         use_triton = weight.is_cuda and triton_available()
-    if not use_triton:
-        _reference(weight, master, grad, exp_avg, exp_avg_sq, lr, step, coef, beta1, beta2, eps, weight_decay)
+    if not use_triton:  # the reference: the kernel's arithmetic in torch operations
+        g = grad.float() * coef
+        master.mul_(1 - lr * weight_decay)
+        exp_avg.mul_(beta1).add_(g, alpha=1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = exp_avg_sq.sqrt() / (1 - beta2**step).sqrt() + eps
+        master.sub_((lr / (1 - beta1**step)) * (exp_avg / denom))
+        weight.copy_(master)
         return
     if not all(t.is_contiguous() for t in (weight, master, grad, exp_avg, exp_avg_sq)):
         raise ValueError("adamw_master_update: the Triton kernel needs contiguous tensors")
@@ -138,28 +144,3 @@ def adamw_master_update(
 
 def _cdiv(n: int, block: int) -> int:
     return (n + block - 1) // block
-
-
-def _reference(
-    weight: torch.Tensor,
-    master: torch.Tensor,
-    grad: torch.Tensor,
-    exp_avg: torch.Tensor,
-    exp_avg_sq: torch.Tensor,
-    lr: torch.Tensor,
-    step: torch.Tensor,
-    coef: torch.Tensor,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-) -> None:
-    g = grad.float() * coef
-    master.mul_(1 - lr * weight_decay)
-    exp_avg.mul_(beta1).add_(g, alpha=1 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    bias_correction1 = 1 - beta1**step
-    bias_correction2 = 1 - beta2**step
-    denom = exp_avg_sq.sqrt() / bias_correction2.sqrt() + eps
-    master.sub_((lr / bias_correction1) * (exp_avg / denom))
-    weight.copy_(master)
