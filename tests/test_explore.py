@@ -163,6 +163,18 @@ def test_pareto_figure_draws_points_fronts_and_switches_to_webgl() -> None:
     assert legend == ["avgk", "dense", "hash", "pkm", "switch", "front · b"]  # one entry per colour
 
 
+def test_pareto_sorts_labels_as_the_grid_does_with_missing_last() -> None:
+    from workbench.explore._frames import natural_key
+
+    labels = ["switch", MISSING, "10", "2", "dense", "0.5"]
+    assert sorted(labels, key=natural_key) == ["0.5", "2", "10", "dense", "switch", MISSING]
+    trials = synthetic_trials(200, "s")
+    dense = trials["memory.kind"] == "dense"
+    trials["memory.router"] = np.where(dense, None, np.where(trials["trial_number"] % 2, "learned", "topk"))
+    info = explore.get_pareto_info(trials, symbol="memory.router")
+    assert list(info.symbols) == ["learned", "topk", MISSING]  # "n/a" sorted as text came between them
+
+
 def test_front_steps_run_on_to_the_costliest_design() -> None:
     trials = pd.DataFrame(
         {

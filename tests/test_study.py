@@ -115,7 +115,7 @@ def test_ingest_rebuilds_the_store_from_optuna_storage_idempotently(
     run(tiny_space_file, store, trials=2)
     counts = table_counts(store)
     fresh = tmp_path / "fresh.duckdb"
-    storage = default_storage(str(store), "tiny")
+    storage = default_storage(str(store))
     for _ in range(2):
         ingest_storage(Store.open(fresh), storage)
         assert table_counts(fresh) == counts

@@ -133,7 +133,7 @@ def ingest(
     from workbench.store import Store
     from workbench.study import default_storage
 
-    url = storage or default_storage(store, "")
+    url = storage or default_storage(store)
     reports = ingest_storage(Store.open(store), url, study_name)
     for r in reports:
         typer.echo(f"{r.study_name}: {r.n_trials} trials")

@@ -85,7 +85,7 @@ def resolve_device(name: str) -> torch.device:
     raise WorkbenchError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
 
 
-def default_storage(store_path: str, study_name: str) -> str:
+def default_storage(store_path: str) -> str:
     """A journal file next to the store: ``store/workbench.optuna.journal``."""
     p = Path(store_path)
     return str(p.with_name(p.stem + ".optuna.journal"))
@@ -172,7 +172,7 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
         raise WorkbenchError(f"--trials must be >= 1, got {target}")
     if opts.workers < 1:
         raise WorkbenchError(f"--workers must be >= 1, got {opts.workers}")
-    storage_url = opts.storage or default_storage(opts.store, opts.study_name or space.name)
+    storage_url = opts.storage or default_storage(opts.store)
     Path(opts.store).parent.mkdir(parents=True, exist_ok=True)
     _quiet_optuna()
 

@@ -268,6 +268,14 @@ def value_label(value: object) -> str:
     return str(value)
 
 
+def natural_key(label: str) -> tuple[int, float, str]:
+    """Sort key of category labels: numbers in numeric order, then text, then MISSING last."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (2 if label == MISSING else 1, 0.0, label)
+
+
 def fmt_number(value: Any) -> str:
     """Compact engineering notation for tables and hover text: 1.23M, 45.6k, 0.0031."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

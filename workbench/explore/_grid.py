@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import pandas as pd
 
-from workbench.explore._frames import MAX_CATEGORIES, MISSING, ExploreError, fmt_number, value_label
+from workbench.explore._frames import (
+    MAX_CATEGORIES,
+    MISSING,
+    ExploreError,
+    fmt_number,
+    natural_key,
+    value_label,
+)
 from workbench.explore._pareto import PALETTE
 
 if TYPE_CHECKING:
@@ -84,7 +91,7 @@ def get_grid_info(
             facets = order
         else:
             frame = frame.assign(facet=values.map(value_label))
-            facets = sorted(frame["facet"].unique(), key=_natural)
+            facets = sorted(frame["facet"].unique(), key=natural_key)
     frame = frame.assign(row=frame[rows].map(value_label), col=frame[cols].map(value_label))
     cells = _combine(frame, metric, reduce)
     return GridInfo(metric, reduce, rows, cols, facet, [f for f in facets if f in set(cells["facet"])], cells)
@@ -117,13 +124,6 @@ def _bands(values: np.ndarray, n: int) -> tuple[list[str], list[str]]:
     return labels, names + ([MISSING] if MISSING in labels else [])
 
 
-def _natural(label: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(label), label)
-    except ValueError:
-        return (2 if label == MISSING else 1, 0.0, label)
-
-
 def heatmap_figure(info: GridInfo, facet_label: str = "") -> go.Figure:
     """The metric over rows x cols at one facet label (the only one without a facet)."""
     import plotly.graph_objects as go
@@ -131,7 +131,7 @@ def heatmap_figure(info: GridInfo, facet_label: str = "") -> go.Figure:
     part = info.cells[info.cells["facet"] == facet_label]
     z = part.pivot(index="row", columns="col", values="value")
     n = part.pivot(index="row", columns="col", values="count")
-    z = z.reindex(index=sorted(z.index, key=_natural), columns=sorted(z.columns, key=_natural))
+    z = z.reindex(index=sorted(z.index, key=natural_key), columns=sorted(z.columns, key=natural_key))
     n = n.reindex(index=z.index, columns=z.columns)
     text = np.vectorize(lambda v, c: "" if np.isnan(v) else f"{v:.4g}<br>n={int(c)}")(
         z.to_numpy(), n.fillna(0).to_numpy()
@@ -167,8 +167,8 @@ def lines_figure(info: GridInfo) -> go.Figure:
     fig = make_subplots(
         rows=1, cols=len(facets), shared_yaxes=True, subplot_titles=titles, horizontal_spacing=0.03
     )
-    row_labels = sorted(info.cells["row"].unique(), key=_natural)
-    col_labels = sorted(info.cells["col"].unique(), key=_natural)
+    row_labels = sorted(info.cells["row"].unique(), key=natural_key)
+    col_labels = sorted(info.cells["col"].unique(), key=natural_key)
     colors = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(row_labels)}
     for j, facet in enumerate(facets, start=1):
         part = info.cells[info.cells["facet"] == facet]

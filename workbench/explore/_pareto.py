@@ -22,6 +22,7 @@ from workbench.explore._frames import (
     Filter,
     apply_filters,
     design_lines,
+    natural_key,
     value_label,
     with_keys,
 )
@@ -105,7 +106,7 @@ def get_pareto_info(
     colors = category_colors(_labels(trials[color]).unique()) if not trials.empty else {}
     symbols = {"": "circle"}
     if symbol and not trials.empty:
-        order = sorted(_labels(trials[symbol]).unique(), key=_natural)
+        order = sorted(_labels(trials[symbol]).unique(), key=natural_key)
         symbols = {v: SYMBOLS[i % len(SYMBOLS)] for i, v in enumerate(order)}
     kept = apply_filters(trials, filters) if not trials.empty else trials
     n_filtered_out = n_trials - len(kept)
@@ -195,10 +196,10 @@ def pareto_figure(
                     hovertemplate=_hover_template(info),
                 )
             )
-        for c in sorted(color_values.unique(), key=_natural):
+        for c in sorted(color_values.unique(), key=natural_key):
             fig.add_trace(_key_entry(c, colors[c], "circle", legendgroup=c))
         if info.symbol:
-            for s in sorted(sym_values.unique(), key=_natural):
+            for s in sorted(sym_values.unique(), key=natural_key):
                 entry = _key_entry(f"{_short(info.symbol)}={s}", "#777", symbols[s], legendgroup=f"shape={s}")
                 fig.add_trace(entry.update(legend="legend2"))
         # Fronts are sorted best x first, so the attainable perplexity holds until the next point.
@@ -296,13 +297,6 @@ def _labels(values: pd.Series) -> pd.Series:
     """:func:`value_label` of each value, computed once per distinct value."""
     distinct = values.drop_duplicates()
     return values.map(dict(zip(distinct, map(value_label, distinct), strict=True)))
-
-
-def _natural(label: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(label), label)
-    except ValueError:
-        return (1, 0.0, label)
 
 
 def _short(name: str | None) -> str:
