@@ -228,7 +228,8 @@ def _insert(
 ) -> None:
     n = len(wide)
     con.execute(
-        "INSERT INTO studies VALUES ($s, 'synthetic', $space::JSON, $obj::JSON, NULL, $n, $now, $now)",
+        "INSERT INTO studies (study_name, space_name, space_json, objectives_json, n_trials, created_at, "
+        "updated_at) VALUES ($s, 'synthetic', $space::JSON, $obj::JSON, $n, $now, $now)",
         {"s": study, "space": json.dumps(space), "obj": json.dumps(objectives), "n": n, "now": now},
     )
     trials = pd.DataFrame(

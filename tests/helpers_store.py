@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
+
+from workbench.ingest import STUDY_UID_ATTR
 
 OBJECTIVES = [
     {"name": "val_ppl", "direction": "minimize"},
@@ -105,11 +109,15 @@ def contract_attrs(
     }
 
 
-def make_study(name: str = "demo", storage: str | BaseStorage | None = None) -> optuna.Study:
-    """An empty two-objective study with the workbench's study attrs."""
+def make_study(
+    name: str = "demo", storage: str | BaseStorage | None = None, *, uid: str | None = None
+) -> optuna.Study:
+    """An empty two-objective study with the workbench's study attrs (``wb.study_uid`` when ``uid``)."""
     study = optuna.create_study(study_name=name, storage=storage, directions=["minimize", "minimize"])
     study.set_user_attr("wb.space", SPACE)
     study.set_user_attr("wb.objectives", OBJECTIVES)
+    if uid is not None:
+        study.set_user_attr(STUDY_UID_ATTR, uid)
     return study
 
 
@@ -145,9 +153,11 @@ def add_trial(
     return study.trials[-1]
 
 
-def build_study(name: str = "demo", storage: str | BaseStorage | None = None) -> optuna.Study:
+def build_study(
+    name: str = "demo", storage: str | BaseStorage | None = None, *, uid: str | None = None
+) -> optuna.Study:
     """GRID as complete trials, then one failed, one infeasible, one pruned and one hard-crashed trial."""
-    study = make_study(name, storage)
+    study = make_study(name, storage, uid=uid)
     for kind, d_model, ppl in GRID:
         add_trial(study, kind=kind, d_model=d_model, val_ppl=ppl)
     add_trial(study, kind="switch", d_model=64, status="failed", state=TrialState.FAIL, error="CUDA OOM")
@@ -170,3 +180,11 @@ def build_study(name: str = "demo", storage: str | BaseStorage | None = None) ->
         )
     )
     return study
+
+
+def downgrade_to_001(path: Path) -> None:
+    """Make ``path`` the store that code from before migration 002 wrote: no ``studies.study_uid``."""
+    con = duckdb.connect(str(path))
+    con.execute("ALTER TABLE studies DROP COLUMN study_uid")
+    con.execute("DELETE FROM schema_migrations WHERE version > 1")
+    con.close()

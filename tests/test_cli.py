@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, input: str | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "workbench", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         env={**os.environ, **(env or {})},
+        input=input,
         timeout=300,
     )
 
@@ -148,6 +151,64 @@ def test_ingest_twice_keeps_row_counts(populated_store: Path) -> None:
         )
         counts.append(out.stdout)
     assert counts[0] == counts[1]
+
+
+def test_a_refused_ingest_names_the_drop_that_fixes_it(tmp_path: Path) -> None:
+    from helpers_store import add_trial, build_study, make_study
+
+    from workbench.ingest import open_optuna_storage
+
+    store, journal = tmp_path / "wb.duckdb", tmp_path / "wb.optuna.journal"  # the store's default journal
+    build_study("demo", open_optuna_storage(journal), uid="old-study")
+    assert cli("ingest", "--store", str(store)).returncode == 0
+    journal.unlink()
+    new = make_study("demo", open_optuna_storage(journal), uid="new-study")
+    add_trial(new, kind="dense", d_model=64)
+
+    def rows() -> str:
+        query = "SELECT * FROM trials ORDER BY ALL"
+        return cli("sql", query, "--store", str(store), "--format", "csv").stdout
+
+    before = rows()
+    result = cli("ingest", "--store", str(store))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: store {store} holds rows of a different optuna study under the name 'demo' "
+        f"(stored: uid old-stud from {journal}; being written: uid new-stud from {journal}), e.g. after its "
+        "journal was deleted or another --storage was named; nothing was written, so the two are not mixed. "
+        "Run under a new study name (workbench run SPACE --study-name NEW), or drop the stored rows first: "
+        f"workbench drop demo --store {store}"
+    ]
+    assert rows() == before
+
+    declined = cli("drop", "demo", "--store", str(store), input="n\n")
+    assert declined.returncode != 0 and "delete study 'demo' (9 trials)" in declined.stdout
+    assert rows() == before
+    dropped = cli("drop", "demo", "--store", str(store), "--yes")
+    assert dropped.returncode == 0, dropped.stderr
+    assert dropped.stdout.startswith(f"dropped study 'demo' from {store}: 1 studies, 9 trials, ")
+    assert cli("ingest", "--store", str(store)).stdout == "demo: 1 trials\n"
+    assert journal.is_file() and len(rows().strip().splitlines()) == 2  # header and the new study's trial
+
+
+def test_drop_of_an_unknown_study_or_store_changes_nothing(populated_store: Path, tmp_path: Path) -> None:
+    result = cli("drop", "nope", "--store", str(populated_store), "--yes")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == f"error: store {populated_store} holds no study 'nope'; studies there: tiny"
+    )
+    missing = tmp_path / "missing.duckdb"
+    result = cli("drop", "tiny", "--store", str(missing), "--yes")
+    assert result.returncode == 2 and "no store at" in result.stderr
+    assert not missing.exists()
+
+
+def test_help_explains_the_drop_command() -> None:
+    result = cli("drop", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for words in ("every row of one study", "not touched", "workbench ingest", "--study-name", "--yes"):
+        assert words in text
 
 
 def test_layers_lists_the_registry() -> None:

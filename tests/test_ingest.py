@@ -8,11 +8,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers_store import GRID, add_trial, build_study, contract_attrs, make_study
+from helpers_store import GRID, add_trial, build_study, contract_attrs, downgrade_to_001, make_study
 from optuna.trial import TrialState
 
-from workbench.errors import StoreError
+from workbench.errors import StoreError, StudyMismatchError
 from workbench.ingest import (
+    check_study_identity,
     flatten_config,
     ingest_storage,
     ingest_study,
@@ -203,3 +204,84 @@ def test_ingest_storage_from_a_journal_file(store: Store, tmp_path: Path) -> Non
     assert [r.n_written for r in ingest_storage(store, path, ["a"])] == [0]
     with pytest.raises(StoreError, match="studies there: a, b"):
         ingest_storage(store, path, ["nope"])
+
+
+# --- study identity ------------------------------------------------------------------------------
+
+
+def snapshot(store: Store) -> dict[str, str]:
+    """Every row of every table, as text (NaN compares equal): what a refused write must leave as it was."""
+    return {table: store.sql(f"SELECT * FROM {table} ORDER BY ALL").to_csv() for table in store.counts()}
+
+
+def test_a_different_optuna_study_under_a_stored_name_is_refused(store: Store) -> None:
+    old = build_study(uid="old-uid")
+    ingest_study(store, old, "old.journal")
+    before = snapshot(store)
+    new = make_study(uid="new-uid")  # same name, fewer trials: it would overwrite trial 0 and keep the rest
+    add_trial(new, kind="dense", d_model=128, val_ppl=99.0)
+
+    message = (
+        r"holds rows of a different optuna study under the name 'demo' \(stored: uid old-uid from "
+        r"old\.journal; being written: uid new-uid from new\.journal\).*nothing was written.*"
+        r"--study-name NEW.*workbench drop demo --store "
+    )
+    with pytest.raises(StudyMismatchError, match=message):
+        ingest_study(store, new, "new.journal")
+    with pytest.raises(StudyMismatchError, match="workbench drop demo"):
+        ingest_trial(store, "demo", new.trials[0], study_uid="new-uid")
+    with pytest.raises(StudyMismatchError, match="being written: uid new-uid from an unknown storage"):
+        check_study_identity(store, "demo", "new-uid")
+    assert snapshot(store) == before
+
+    assert ingest_trial(store, "demo", old.trials[0], study_uid="old-uid") == "complete"
+    assert ingest_study(store, old).n_unchanged == N_TRIALS
+    assert store.drop_study("demo")["trials"] == N_TRIALS
+    assert ingest_study(store, new, "new.journal").n_written == 1
+    row = store.studies().iloc[0]
+    assert (row["study_uid"], row["storage_url"], row["n_stored"]) == ("new-uid", "new.journal", 1)
+
+
+def test_an_unknown_uid_on_either_side_is_not_checked_and_is_filled_in(store: Store) -> None:
+    ingest_study(store, build_study())  # a study created outside the workbench: no uid
+    assert store.studies()["study_uid"].isna().all()
+    ingest_study(store, build_study(uid="first"))
+    assert store.studies()["study_uid"].tolist() == ["first"]
+    ingest_study(store, build_study())  # unknown again: passes, and keeps the known uid
+    ingest_trial(store, "demo", build_study().trials[0])
+    assert store.studies()["study_uid"].tolist() == ["first"]
+    with pytest.raises(StudyMismatchError):
+        ingest_study(store, build_study(uid="second"))
+
+
+def test_a_store_from_before_study_uids_still_ingests(store: Store) -> None:
+    ingest_study(store, build_study())
+    downgrade_to_001(store.path)
+    migrated = Store.open(store.path)
+    report = ingest_study(migrated, build_study(uid="known"))
+    assert (report.n_written, report.n_unchanged) == (0, N_TRIALS)
+    assert migrated.studies()["study_uid"].tolist() == ["known"]
+    with pytest.raises(StudyMismatchError):
+        ingest_study(migrated, build_study(uid="other"))
+
+
+def test_a_deleted_journal_then_a_new_study_of_the_same_name(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "studies.journal"
+    build_study("a", open_optuna_storage(path), uid="a-1")
+    build_study("b", open_optuna_storage(path), uid="b-1")
+    ingest_storage(store, path)
+    path.unlink()
+    again = make_study("a", open_optuna_storage(path), uid="a-2")
+    add_trial(again, kind="switch", d_model=64, val_ppl=11.0)
+    before = snapshot(store)
+    with pytest.raises(
+        StudyMismatchError, match=f"stored: uid a-1 from {path}; being written: uid a-2 from {path}"
+    ):
+        ingest_storage(store, path)
+    assert snapshot(store) == before
+
+    store.drop_study("a")
+    assert [r.n_written for r in ingest_storage(store, path)] == [1]
+    trials = store.trials(["a", "b"], with_params=False)
+    assert trials.groupby("study_name").size().to_dict() == {"a": 1, "b": N_TRIALS}
+    assert store.trials("a")["val_ppl"].tolist() == [11.0]  # the new study's trial, nothing of the old

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from helpers_store import GRID, add_trial, build_study, make_study
+from helpers_store import GRID, add_trial, build_study, downgrade_to_001, make_study
 
 from workbench import sqlfiles
 from workbench.errors import StoreError
@@ -83,9 +83,70 @@ def test_sql_binds_parameters_and_wraps_errors(filled: Store) -> None:
         filled.query("nope")
 
 
+def test_a_store_from_before_study_uids_migrates_and_keeps_its_rows(filled: Store) -> None:
+    downgrade_to_001(filled.path)
+    before = filled.counts()
+    with pytest.raises(StoreError, match="schema version 1, this code needs 2"):
+        Store.open(filled.path, read_only=True)
+    store = Store.open(filled.path)
+    assert store.schema_version() == 2
+    assert store.counts() == before
+    assert store.studies()["study_uid"].isna().all()
+
+
 def test_statements_split_multi_statement_files() -> None:
     parts = sqlfiles.statements(sqlfiles.query("delete_trial"))
     assert len(parts) == 6 and all(p.startswith("DELETE FROM") for p in parts)
+
+
+# --- dropping a study --------------------------------------------------------------------------
+
+
+def keyed_tables(store: Store) -> list[str]:
+    """Every table with a study_name column (views excluded)."""
+    return store.sql(
+        "SELECT c.table_name FROM information_schema.columns AS c "
+        "JOIN information_schema.tables AS t USING (table_schema, table_name) "
+        "WHERE c.column_name = 'study_name' AND t.table_type = 'BASE TABLE' ORDER BY 1"
+    )["table_name"].tolist()
+
+
+def rows_of(store: Store, study_name: str) -> dict[str, int]:
+    return {
+        table: int(
+            store.sql(f"SELECT count(*) AS n FROM {table} WHERE study_name = $s", {"s": study_name})["n"][0]
+        )
+        for table in keyed_tables(store)
+    }
+
+
+def test_drop_study_deletes_that_study_from_every_keyed_table(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store.duckdb")
+    ingest_study(store, build_study("a"))
+    ingest_study(store, build_study("b"))
+    kept = store.sql("SELECT * FROM trials WHERE study_name = 'b' ORDER BY trial_number")
+    assert set(keyed_tables(store)) == set(store.counts())  # the schema has no other keyed table
+    before = rows_of(store, "a")
+    assert all(before.values())
+
+    assert store.study_counts("a") == before
+    assert store.drop_study("a") == before
+    assert rows_of(store, "a") == dict.fromkeys(before, 0)
+    assert rows_of(store, "b") == before  # the two studies were built alike
+    after = store.sql("SELECT * FROM trials WHERE study_name = 'b' ORDER BY trial_number")
+    assert after.equals(kept)
+    assert store.studies()["study_name"].tolist() == ["b"]
+    with pytest.raises(StoreError, match="holds no study 'a'; studies there: b"):
+        store.drop_study("a")
+
+
+def test_drop_study_is_one_transaction(filled: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = filled.counts()
+    real = sqlfiles.statements
+    monkeypatch.setattr(sqlfiles, "statements", lambda sql: [*real(sql), "DELETE FROM no_such_table"])
+    with pytest.raises(duckdb.Error):
+        filled.drop_study("demo")
+    assert filled.counts() == before
 
 
 # --- read API ------------------------------------------------------------------------------------

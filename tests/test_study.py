@@ -9,7 +9,8 @@ import optuna
 import pytest
 from conftest import write_space
 
-from workbench.ingest import ingest_storage
+from workbench.errors import StudyMismatchError
+from workbench.ingest import STUDY_UID_ATTR, ingest_storage, open_optuna_storage
 from workbench.space import load_space
 from workbench.store import Store
 from workbench.study import StudyOptions, apply_overrides, default_storage, run_study
@@ -154,3 +155,67 @@ def test_a_design_the_study_already_trained_reuses_its_results(tiny_space_file: 
         "SELECT json_extract(metrics_json, '$.duplicate_of') AS twin FROM trials"
     )
     assert twins.twin.isna().all()
+
+
+def optuna_uid(store: Path, name: str = "tiny") -> str:
+    study = optuna.load_study(study_name=name, storage=open_optuna_storage(default_storage(str(store))))
+    return str(study.user_attrs[STUDY_UID_ATTR])
+
+
+def test_a_study_gets_a_uid_once_and_keeps_it_when_resumed(
+    tiny_space_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workbench.ingest as ingest_module
+
+    per_trial: list[str | None] = []
+    real = ingest_module.ingest_trial
+
+    def recording(*args, **kwargs):
+        per_trial.append(kwargs.get("study_uid"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "ingest_trial", recording)
+    store = tmp_path / "wb.duckdb"
+    run(tiny_space_file, store, trials=1)
+    uid = optuna_uid(store)
+    assert len(uid) == 32
+    run(tiny_space_file, store, trials=2)
+    assert optuna_uid(store) == uid
+    assert Store.open(store, read_only=True).studies()["study_uid"].tolist() == [uid]
+    assert per_trial == [uid, uid]  # each trial's own write is checked against the stored study
+
+
+def test_a_new_study_under_a_stored_name_is_refused_before_it_trains(
+    tiny_space_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "wb.duckdb"
+    run(tiny_space_file, store, trials=2)
+    old_uid = optuna_uid(store)
+    before = {
+        table: Store.open(store, read_only=True).sql(f"SELECT * FROM {table} ORDER BY ALL").to_csv()
+        for table in table_counts(store)
+    }
+    journal = Path(default_storage(str(store)))
+    journal.unlink()  # the user deletes the journal and runs the study again under the same name
+
+    import workbench.trial as trial_module
+
+    trained: list[object] = []
+    message = r"different optuna study under the name 'tiny'.*workbench drop tiny"
+    with monkeypatch.context() as patch, pytest.raises(StudyMismatchError, match=message):
+        patch.setattr(trial_module.TrialRunner, "train_and_measure", lambda *a, **k: trained.append(a))
+        run(tiny_space_file, store, trials=1)
+    assert trained == []  # refused when the study opened, not after a trial trained
+    reader = Store.open(store, read_only=True)
+    assert {table: reader.sql(f"SELECT * FROM {table} ORDER BY ALL").to_csv() for table in before} == before
+    assert reader.studies()["study_uid"].tolist() == [old_uid]
+    # Refused before the study was created: the new journal is left without it.
+    assert optuna.get_all_study_names(open_optuna_storage(journal)) == []
+
+    assert Store.open(store).drop_study("tiny")["trials"] == 2
+    outcome = run(tiny_space_file, store, trials=1)
+    assert outcome.ran == 1  # type: ignore[attr-defined]
+    new_uid = optuna_uid(store)
+    assert new_uid != old_uid
+    assert Store.open(store, read_only=True).studies()["study_uid"].tolist() == [new_uid]
+    assert table_counts(store)["trials"] == 1

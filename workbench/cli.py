@@ -128,7 +128,11 @@ def ingest(
     ] = None,
     study_name: Annotated[list[str] | None, typer.Option(help="Only these studies (repeatable).")] = None,
 ) -> None:
-    """Re-sync the DuckDB store from the optuna storage (idempotent)."""
+    """Re-sync the DuckDB store from the optuna storage (idempotent).
+
+    A study whose name the store already holds for a different optuna study (its journal was
+    deleted, or another storage was named) is refused and nothing of it is written; see `workbench drop`.
+    """
     from workbench.ingest import ingest_storage
     from workbench.store import Store
     from workbench.study import default_storage
@@ -137,6 +141,38 @@ def ingest(
     reports = ingest_storage(Store.open(store), url, study_name)
     for r in reports:
         typer.echo(f"{r.study_name}: {r.n_trials} trials")
+
+
+@app.command()
+def drop(
+    study_name: Annotated[str, typer.Argument(help="Study whose rows to delete from the store.")],
+    store: Annotated[str, typer.Option(help=STORE_HELP)] = DEFAULT_STORE,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete every row of one study from the DuckDB store, in one transaction.
+
+    Removes the study's trials, params, curves, routing, routing_load, provenance and studies rows.
+    The optuna storage (the journal) is not touched: `workbench ingest` copies the study back while
+    the storage still holds it. Use it when `workbench run` or `workbench ingest` refuses a study
+    because the store holds rows of a different optuna study under its name, and those old rows
+    may go (to keep them, run under a new --study-name instead).
+    """
+    from pathlib import Path
+
+    from workbench.store import Store
+
+    if not Path(store).expanduser().is_file():
+        raise WorkbenchError(f"no store at {store}; --store names the DuckDB file")
+    target = Store.open(store)
+    if not yes:
+        counts = target.study_counts(study_name)
+        if any(counts.values()):
+            typer.confirm(
+                f"delete study {study_name!r} ({counts['trials']} trials) from store {store}?", abort=True
+            )
+    counts = target.drop_study(study_name)
+    rows = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
+    typer.echo(f"dropped study {study_name!r} from {store}: {rows}")
 
 
 @app.command()

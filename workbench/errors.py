@@ -21,5 +21,9 @@ class StoreError(WorkbenchError):
     """The DuckDB store cannot be opened, migrated or queried."""
 
 
+class StudyMismatchError(StoreError):
+    """The store holds rows of a different optuna study under the name being written; nothing was written."""
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the trial is recorded as failed."""

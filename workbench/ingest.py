@@ -8,7 +8,13 @@ already stored in the same finished state is skipped unless ``force=True``.
 The trial code writes these user attrs (all optional): ``wb.status``, ``wb.error``,
 ``wb.config`` (nested ``{section: {field: value}}``), ``wb.config_hash``, ``wb.metrics``,
 ``wb.curve`` (``[step, metric, value]`` rows), ``wb.routing`` (per-layer dicts) and
-``wb.provenance``; the study carries ``wb.space`` and ``wb.objectives``.
+``wb.provenance``; the study carries ``wb.space``, ``wb.objectives`` and ``wb.study_uid``.
+
+``wb.study_uid`` identifies the optuna study the stored rows came from: a write of another
+optuna study under a name the store already holds (its journal was deleted, another storage was
+named) is refused with :class:`StudyMismatchError` instead of being mixed in. A NULL uid on
+either side (rows or studies from before uids) is unknown: nothing is checked, and the store
+records the uid once it is known.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import math
 import numbers
 import os
+import shlex
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -31,7 +38,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from workbench import sqlfiles
-from workbench.errors import StoreError
+from workbench.errors import StoreError, StudyMismatchError
 from workbench.store import Store
 
 _STATE_STATUS = {
@@ -41,6 +48,8 @@ _STATE_STATUS = {
     TrialState.RUNNING: "running",
     TrialState.WAITING: "waiting",
 }
+# The study user attr holding the study's identity (a uuid set once, when the workbench creates it).
+STUDY_UID_ATTR = "wb.study_uid"
 # Longest a bulk ingest holds DuckDB's exclusive lock before letting readers in.
 BATCH_HOLD_S = 0.25
 _FLOAT_METRICS = ("val_ppl", "val_loss", "tokens_per_s", "train_seconds")
@@ -138,17 +147,21 @@ def ingest_study(
     trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
     stored = {} if force else _stored_states(store, study.study_name)
     pending = [t for t in trials if not (t.state.is_finished() and stored.get(t.number) == t.state.name)]
-    space = study.user_attrs.get("wb.space")
+    attrs = study.user_attrs
+    space = attrs.get("wb.space")
+    uid = _str_or_none(attrs.get(STUDY_UID_ATTR))
     study_row = {
         "study_name": study.study_name,
         "space_name": space.get("name") if isinstance(space, Mapping) else None,
         "space_json": _json(space) if space is not None else None,
         "objectives_json": _json(objectives),
         "storage_url": storage_url,
+        "study_uid": uid,
         "n_trials": len(trials),
         "now": dt.datetime.now(),
     }
     with store.write() as con:
+        _check_identity(con, store, study.study_name, uid, storage_url)
         _execute(con, "upsert_study", study_row)
         done = _write_batch(con, study.study_name, pending, 0, names)
     while done < len(pending):
@@ -166,14 +179,23 @@ def ingest_study(
 
 
 def ingest_trial(
-    store: Store, study_name: str, frozen_trial: FrozenTrial, *, objective_names: Sequence[str] | None = None
+    store: Store,
+    study_name: str,
+    frozen_trial: FrozenTrial,
+    *,
+    objective_names: Sequence[str] | None = None,
+    study_uid: str | None = None,
+    storage_url: str | None = None,
 ) -> str:
     """Replace one trial's rows in one short transaction; returns its status.
 
     ``objective_names`` label the objective values; by default they are read from the stored
-    study (``value_<i>`` when the study is not stored).
+    study (``value_<i>`` when the study is not stored). ``study_uid`` (``wb.study_uid`` of the
+    trial's study) is checked against the stored study's, as :func:`check_study_identity` does;
+    ``storage_url`` only names the trial's storage in that error.
     """
     with store.write() as con:
+        _check_identity(con, store, study_name, study_uid, storage_url)
         names = objective_names if objective_names is not None else _stored_objective_names(con, study_name)
         return _write_trial(con, study_name, frozen_trial, names)
 
@@ -215,6 +237,43 @@ def _write_trial(
     if isinstance(provenance, Mapping):
         _execute(con, "insert_provenance", {**key, **_provenance_row(provenance)})
     return str(trial_row["status"])
+
+
+def check_study_identity(
+    store: Store, study_name: str, study_uid: str | None, storage_url: str | None = None
+) -> None:
+    """Raise :class:`StudyMismatchError` when ``store`` holds ``study_name`` rows of another optuna study.
+
+    ``study_uid`` is the ``wb.study_uid`` of the optuna study about to be written (or created).
+    A NULL uid on either side is unknown and passes. Ingest checks this itself, inside its write
+    transaction; call it to fail before any work, e.g. before a study is created and trains.
+    """
+    with store.read() as con:
+        _check_identity(con, store, study_name, study_uid, storage_url)
+
+
+def _check_identity(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    study_name: str,
+    study_uid: str | None,
+    storage_url: str | None,
+) -> None:
+    if study_uid is None:
+        return
+    row = con.execute(sqlfiles.query("study_identity"), {"study_name": study_name}).fetchone()
+    if row is None or row[0] is None or row[0] == study_uid:
+        return
+    stored_uid, stored_url = str(row[0]), row[1]
+    drop = f"workbench drop {shlex.quote(study_name)} --store {shlex.quote(str(store.path))}"
+    raise StudyMismatchError(
+        f"store {store.path} holds rows of a different optuna study under the name {study_name!r} "
+        f"(stored: uid {stored_uid[:8]} from {stored_url or 'an unknown storage'}; being written: "
+        f"uid {study_uid[:8]} from {storage_url or 'an unknown storage'}), e.g. after its journal was "
+        "deleted or another --storage was named; nothing was written, so the two are not mixed. "
+        f"Run under a new study name (workbench run SPACE --study-name NEW), or drop the stored rows "
+        f"first: {drop}"
+    )
 
 
 # --- one trial's rows (pure) -------------------------------------------------------------------

@@ -3,8 +3,11 @@
 Optuna storage (a journal file by default) coordinates trials and is the source of truth;
 after each trial the run process copies it into DuckDB (short write transactions), so the
 app can read the store while a study runs. Re-running the same command resumes the study
-up to its trial target. A crashed trial is recorded as failed with its reason and the study
-goes on; Ctrl-C stops after recording every finished trial.
+up to its trial target. A new study gets a uuid (user attr ``wb.study_uid``) that the store
+records; a study whose name the store holds for another optuna study (its journal was deleted)
+is refused as it opens, before anything trains (see :mod:`workbench.ingest`). A crashed trial
+is recorded as failed with its reason and the study goes on; Ctrl-C stops after recording every
+finished trial.
 
 Several workers (``workbench run --workers N``) run ``study.optimize`` in N processes on the
 one optuna storage (the journal file takes concurrent writers); each trains trials back to
@@ -26,6 +29,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -38,6 +42,8 @@ from workbench.space import Space
 if TYPE_CHECKING:
     import optuna
     import torch
+
+    from workbench.store import Store
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "qmc")
 
@@ -109,13 +115,21 @@ def apply_overrides(space: Space, overrides: Mapping[str, Any], seed: int) -> Sp
     return space.with_overrides({"train.seed": seed, **overrides})
 
 
-def open_study(space: Space, opts: StudyOptions, storage_url: str) -> optuna.Study:
+def open_study(space: Space, opts: StudyOptions, storage_url: str, store: Store) -> optuna.Study:
+    """Create the study of ``space`` (with a new ``wb.study_uid``) or load it to resume.
+
+    Refuses with :class:`StudyMismatchError`, before anything is created or trained, when
+    ``store`` holds rows of another optuna study under the name.
+    """
     import optuna
 
-    from workbench.ingest import open_optuna_storage
+    from workbench.ingest import STUDY_UID_ATTR, check_study_identity, open_optuna_storage
 
-    storage = open_optuna_storage(storage_url)
+    storage = optuna.storages.get_storage(open_optuna_storage(storage_url))
     name = opts.study_name or space.name
+    # A study from before uids gets one now, like a new study: either way it differs from any stored uid.
+    uid = _optuna_uid(storage, name) or uuid.uuid4().hex
+    check_study_identity(store, name, uid, storage_url)
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -138,7 +152,22 @@ def open_study(space: Space, opts: StudyOptions, storage_url: str) -> optuna.Stu
         )
     study.set_user_attr("wb.space", current)
     study.set_user_attr("wb.objectives", [o.to_json() for o in space.objectives])
+    # Set once: a resumed study keeps its identity (read again: another process may have just set it).
+    if STUDY_UID_ATTR not in study.user_attrs:
+        study.set_user_attr(STUDY_UID_ATTR, uid)
     return study
+
+
+def _optuna_uid(storage: optuna.storages.BaseStorage, name: str) -> str | None:
+    """``wb.study_uid`` of the study ``name`` in ``storage``; None when it has none or does not exist."""
+    from workbench.ingest import STUDY_UID_ATTR
+
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    uid = storage.get_study_user_attrs(study_id).get(STUDY_UID_ATTR)
+    return None if uid is None else str(uid)
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -176,10 +205,10 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
     Path(opts.store).parent.mkdir(parents=True, exist_ok=True)
     _quiet_optuna()
 
-    study = open_study(space, opts, storage_url)
     from workbench.store import Store
 
     store = Store.open(opts.store)
+    study = open_study(space, opts, storage_url, store)
     ingest_study(store, study, storage_url)
     already = finished_count(study)
     remaining = max(0, target - already)
@@ -200,7 +229,17 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
             helpers = _start_workers(space, opts, storage_url, already + remaining, since)
             share_cpu_threads(device, opts.workers)
         interrupted = _work(
-            study, space, opts, device, store, already, already + remaining, since, opts.progress, console
+            study,
+            space,
+            opts,
+            device,
+            store,
+            storage_url,
+            already,
+            already + remaining,
+            since,
+            opts.progress,
+            console,
         )
         interrupted = _join_workers(helpers, interrupted) or interrupted
     except KeyboardInterrupt:
@@ -234,7 +273,8 @@ def _work(
     space: Space,
     opts: StudyOptions,
     device: torch.device,
-    store: Any,
+    store: Store,
+    storage_url: str,
     already: int,
     target: int,
     since: datetime.datetime,
@@ -243,7 +283,7 @@ def _work(
 ) -> bool:
     """One worker: train trials back to back until the target; True if interrupted."""
 
-    from workbench.ingest import ingest_trial
+    from workbench.ingest import STUDY_UID_ATTR, ingest_trial
     from workbench.progress import StudyProgress
     from workbench.trial import TrialRunner
 
@@ -259,8 +299,10 @@ def _work(
         reuse_duplicates=not opts.retrain_duplicates,
     )
 
+    uid = study.user_attrs.get(STUDY_UID_ATTR)
+
     def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-        ingest_trial(store, study.study_name, frozen)
+        ingest_trial(store, study.study_name, frozen, study_uid=uid, storage_url=storage_url)
         progress.trial_finished(frozen)
 
     def optimize(n_trials: int, timeout: float | None = None) -> None:
@@ -380,13 +422,13 @@ def _worker_main(
     _quiet_optuna()
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     space = Space.from_json(space_json)
-    # Its own sampler seed, so random and startup samples differ from the other workers'.
-    study = open_study(space, replace(opts, seed=opts.seed + index), storage_url)
     store = Store.open(opts.store)
+    # Its own sampler seed, so random and startup samples differ from the other workers'.
+    study = open_study(space, replace(opts, seed=opts.seed + index), storage_url, store)
     device = resolve_device(opts.device)
     share_cpu_threads(device, opts.workers)
     try:
-        interrupted = _work(study, space, opts, device, store, 0, target, since, False)
+        interrupted = _work(study, space, opts, device, store, storage_url, 0, target, since, False)
     except KeyboardInterrupt:
         interrupted = True
     sys.exit(130 if interrupted else 0)

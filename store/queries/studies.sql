@@ -19,6 +19,7 @@ SELECT
     s.space_json,
     s.objectives_json,
     s.storage_url,
+    s.study_uid,
     s.n_trials,
     coalesce(b.n_stored, 0) AS n_stored,
     coalesce(b.n_complete, 0) AS n_complete,

@@ -145,14 +145,36 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Rows per table."""
-        df = self.query("counts")
-        return {str(k): int(v) for k, v in zip(df["table_name"], df["n_rows"], strict=True)}
+        return _counts(self.query("counts"))
 
     # --- studies and trials ------------------------------------------------------------------
 
     def studies(self) -> pd.DataFrame:
         """One row per study with its space, objectives and trial counts by status."""
         return self.query("studies")
+
+    def study_counts(self, study_name: str) -> dict[str, int]:
+        """Rows of one study per table (all zero when the store does not hold it)."""
+        return _counts(self.query("study_counts", {"study_name": study_name}))
+
+    def drop_study(self, study_name: str) -> dict[str, int]:
+        """Delete every row of one study, from every table, in one transaction; returns rows per table.
+
+        Raises :class:`StoreError` listing the stored studies when the store does not hold it.
+        Only the store changes: the optuna storage keeps the study, and ingest copies it back from there.
+        """
+        params = {"study_name": study_name}
+        with self.write() as con:
+            counts = _counts(_frame(con, sqlfiles.query("study_counts"), params))
+            if not any(counts.values()):
+                names = [str(row[0]) for row in con.execute(sqlfiles.query("study_names")).fetchall()]
+                raise StoreError(
+                    f"store {self._path} holds no study {study_name!r}; studies there: "
+                    f"{', '.join(names) or 'none'}"
+                )
+            for statement in sqlfiles.statements(sqlfiles.query("drop_study")):
+                con.execute(statement, params)
+        return counts
 
     def trials(
         self, study_name: Names = None, status: Names = None, *, with_params: bool = True
@@ -256,6 +278,10 @@ def _frame(con: duckdb.DuckDBPyConnection, query: str, params: Mapping[str, Any]
         return con.execute(query, dict(params) if params else None).df()
     except duckdb.Error as exc:
         raise StoreError(f"query failed: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _counts(df: pd.DataFrame) -> dict[str, int]:
+    return {str(k): int(v) for k, v in zip(df["table_name"], df["n_rows"], strict=True)}
 
 
 def _names(value: Names) -> list[str] | None:
