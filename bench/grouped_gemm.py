@@ -87,8 +87,12 @@ def triton_gmm(
     ends_E: torch.Tensor,
     rows_M: torch.Tensor | None,
     config: tuple[int, int, int, int, int],
+    poison: bool = False,
 ) -> torch.Tensor:
-    """``a[rows] @ b[e]`` per group (``a`` itself where ``rows`` is None); K a multiple of BK."""
+    """``a[rows] @ b[e]`` per group (``a`` itself where ``rows`` is None); K a multiple of BK.
+
+    ``poison`` fills the output with NaN first, so a row the kernel does not write fails the check.
+    """
     import triton
 
     BM, BN, BK, warps, stages = config
@@ -97,6 +101,8 @@ def triton_gmm(
     if K % BK:
         raise ValueError(f"K={K} is not a multiple of BK={BK}")
     c = torch.empty(M, N, device=a.device, dtype=a.dtype)
+    if poison:
+        c.fill_(float("nan"))
     grid = ((triton.cdiv(M, BM) + E) * triton.cdiv(N, BN),)
     kernel[grid](
         a, b_EKN, c, rows_M if rows_M is not None else ends_E, ends_E, N, K,
@@ -156,14 +162,14 @@ def probe(d: int, experts: int, tokens: int, kernel: Any) -> list[list[Any]]:
     ref_dgrad = torch._grouped_mm(dh, w1.mT, offs=ends_E)
     for cfg in CONFIGS:
         try:
-            err = _rel_err(triton_gmm(kernel, x, w1, ends_E, order_M, cfg), ref_fwd)
+            err = _rel_err(triton_gmm(kernel, x, w1, ends_E, order_M, cfg, poison=True), ref_fwd)
             add(
                 "x·W1 (forward)",
                 f"Triton, gather fused {cfg}",
                 lambda c=cfg: triton_gmm(kernel, x, w1, ends_E, order_M, c),
                 err,
             )
-            err = _rel_err(triton_gmm(kernel, dh, w1.mT, ends_E, None, cfg), ref_dgrad)
+            err = _rel_err(triton_gmm(kernel, dh, w1.mT, ends_E, None, cfg, poison=True), ref_dgrad)
             add(
                 "dH·W1ᵀ (data grad)",
                 f"Triton {cfg}",
