@@ -79,8 +79,8 @@ def measure(
     torch.manual_seed(0)
     model = GPT(model_cfg, shape["vocab"]).to(dev)
     os.environ["WORKBENCH_CUDA_GRAPHS"] = "1" if graphs else "0"
-    # The trainer calls back after reading the mean loss (a host sync) every max(1, steps // 50)
-    # steps, so each stamp marks the end of that step's device work.
+    # The trainer calls back right after it reads the mean loss (a host sync), so each stamp marks
+    # the end of that step's device work.
     stamps: list[tuple[int, float]] = []
     try:
         result = train(

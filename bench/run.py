@@ -284,7 +284,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
             "the steps replayed from the CUDA graph, from a few steps after the capture to the end of the run; "
             "*whole run*: the trainer's tokens/s over every step after the first, so the eager warm-up steps and "
             "the capture count too (what a trial of this many steps gets). GPT-2 small: d=768, 12 layers, 12 "
-            "heads, seq 1024, vocab 50304, 60 steps; search scale: d=384, 6 layers, seq 256, vocab 2048, 200 steps.",
+            "heads, seq 1024, vocab 50304; search scale: d=384, 6 layers, seq 256, vocab 2048.",
             "",
         ]
         rows = [
@@ -292,6 +292,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
                 r.get("name"),
                 r.get("params", 0) / 1e6 if r.get("params") else None,
                 r.get("batch_size"),
+                r.get("steps"),
                 ("compiled" if r.get("compiled") else "eager")
                 + (" + CUDA graph" if r.get("cuda_graph") else "")
                 + ("" if r.get("master_weights", True) else ", float32 weights"),
@@ -313,6 +314,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
                     "model",
                     "params (M)",
                     "batch",
+                    "steps",
                     "mode",
                     "tokens/s (steady)",
                     "TFLOP/s (steady)",
