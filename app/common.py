@@ -25,6 +25,7 @@ DEFAULT_STORE = "store/workbench.duckdb"
 TTL_S = 30
 BUSY_RETRIES = 5
 SELECTED = "wb_selected"  # session key: trial keys picked on the Pareto page (or elsewhere)
+IMAGE_FORMAT = "wb_image_format"  # session key: the format of the figures' camera button (svg, png)
 T = TypeVar("T")
 
 
@@ -57,6 +58,11 @@ def _version(path: str) -> tuple[Any, ...]:
 def version() -> tuple[Any, ...]:
     """The store's data version (re-read at most every 2 s): part of every loader's cache key."""
     return _version(store_path())
+
+
+def forget_version() -> None:
+    """Drop the cached data version, so the next run reads the store's new contents at once."""
+    _version.clear()
 
 
 # --- cached loaders: every argument is part of the cache key ------------------------------------------
@@ -109,6 +115,11 @@ def load_grid(
     return _store(path).to_xarray(list(studies), metric, list(dims), reduce)
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=16)
+def load_routing_health(path: str, studies: tuple[str, ...], version: tuple[Any, ...]) -> pd.DataFrame:
+    return explore.routing_health(_store(path), studies)
+
+
 def cached(loader: Callable[..., T], *args: Any) -> T:
     """``loader(path, *args, version)`` for this app's store."""
     return loader(store_path(), *args, version())
@@ -128,6 +139,85 @@ def selected() -> list[str]:
 
 def set_selected(keys: list[str]) -> None:
     st.session_state[SELECTED] = list(dict.fromkeys(keys))
+
+
+# --- filters -------------------------------------------------------------------------------------------
+
+
+def filter_widgets(
+    columns: list[str], infos: dict[str, explore.ParamInfo], prefix: str
+) -> list[explore.Filter]:
+    """A multiselect (categorical) or range slider (numeric) per column, keyed ``PREFIX<column>``;
+    returns the filters that keep less than everything."""
+    filters = []
+    for column in columns:
+        info = infos[column]
+        if info.categorical:
+            values = st.multiselect(
+                column,
+                info.values,
+                default=info.values,
+                key=f"{prefix}{column}",
+                format_func=explore.fmt_value,
+            )
+            if len(values) < len(info.values):
+                filters.append(explore.Filter(column=column, values=tuple(values)))
+        elif info.high > info.low:
+            low, high = st.slider(
+                column,
+                info.low,
+                info.high,
+                (info.low, info.high),
+                step=(info.high - info.low) / 200,
+                key=f"{prefix}{column}",
+                format="%.4g",
+            )
+            if low > info.low or high < info.high:
+                filters.append(explore.Filter(column=column, low=low, high=high))
+    return filters
+
+
+# --- tables and figures with their downloads ----------------------------------------------------------
+
+
+def chart(fig: Any, key: str, **kwargs: Any) -> Any:
+    """``st.plotly_chart`` whose camera button (mode bar) saves the figure as SVG or PNG, as set
+    in the sidebar, under the name ``key``."""
+    config = explore.figure_config(st.session_state.get(IMAGE_FORMAT, "svg"), key)
+    return st.plotly_chart(fig, key=key, config=config, **kwargs)
+
+
+def downloads(frame: pd.DataFrame, name: str) -> None:
+    """CSV and Parquet download buttons for ``frame`` (the files are made only when clicked)."""
+    with st.container(horizontal=True, key=f"dl_{name}"):
+        st.download_button(
+            "CSV",
+            lambda: explore.csv_bytes(frame),
+            file_name=f"{name}.csv",
+            mime="text/csv",
+            key=f"{name}_csv",
+            on_click="ignore",
+            icon=":material/download:",
+            type="tertiary",
+        )
+        st.download_button(
+            "Parquet",
+            lambda: explore.parquet_bytes(frame),
+            file_name=f"{name}.parquet",
+            mime="application/vnd.apache.parquet",
+            key=f"{name}_parquet",
+            on_click="ignore",
+            icon=":material/download:",
+            type="tertiary",
+        )
+
+
+def table(frame: pd.DataFrame, name: str, shown: Any = None, **kwargs: Any) -> Any:
+    """``st.dataframe`` of ``shown`` (default ``frame``, e.g. a Styler of it) with CSV and Parquet
+    downloads of ``frame`` below it; returns the dataframe's selection state."""
+    event = st.dataframe(frame if shown is None else shown, **kwargs)
+    downloads(frame, name)
+    return event
 
 
 # --- errors ----------------------------------------------------------------------------------------

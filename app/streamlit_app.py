@@ -1,7 +1,7 @@
 """Sparse Memory Workbench: explore perplexity-versus-compute Pareto fronts of sparse memory designs.
 
 Run with ``workbench app [--store PATH]``. Pages hold only UI; the analyses are in
-:mod:`workbench.explore` and :mod:`workbench.sqlguard`.
+:mod:`workbench.explore`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ pages = {
             VIEWS / "pareto.py", title="Pareto explorer", icon=":material/scatter_plot:", url_path="pareto"
         ),
         st.Page(VIEWS / "grid.py", title="Grid analysis", icon=":material/grid_on:", url_path="grid"),
+        st.Page(VIEWS / "params.py", title="Parameters", icon=":material/tune:", url_path="params"),
         st.Page(
             VIEWS / "importance.py", title="Importance", icon=":material/insights:", url_path="importance"
         ),
+        st.Page(VIEWS / "health.py", title="Health", icon=":material/health_and_safety:", url_path="health"),
     ],
     "Trials": [
         st.Page(VIEWS / "trial.py", title="Trial detail", icon=":material/search:", url_path="trial"),
@@ -39,29 +41,59 @@ pages = {
 page = st.navigation(pages)
 
 
-@st.fragment(run_every=5)
+LIVE_EVERY = {"off": None, "2 s": 2, "5 s": 5, "10 s": 10, "30 s": 30, "1 min": 60}
+
+
 def _live() -> None:
-    """Rerun the whole app when a study has ingested new trials (checked every 5 s)."""
-    if not st.session_state.get("wb_live", True):
-        return
+    """Rerun the whole app when a study has ingested new trials; otherwise do nothing, so a
+    live page costs one fingerprint query per interval, not a reload."""
     try:
         now = explore.data_version(common.store())
     except StoreError:
-        return  # busy or missing: the page says so; try again in 5 s
+        return  # busy or missing: the page says so; try again at the next tick
     seen = st.session_state.setdefault("wb_seen_version", now)
     if now != seen:
         st.session_state["wb_seen_version"] = now
+        common.forget_version()
         st.rerun(scope="app")
+
+
+def _new_trials_note(page_key: str) -> None:
+    """Say how many trials were stored since this session last showed this page."""
+    try:
+        n_now = explore.trials_in(common.version())
+    except StoreError:
+        return
+    viewed = st.session_state.setdefault("wb_viewed_trials", {})
+    before = viewed.get(page_key)
+    viewed[page_key] = n_now
+    if before is not None and n_now > before:
+        new = n_now - before
+        st.success(f"**{new}** new trial{'s' if new > 1 else ''} since your last view of this page")
 
 
 with st.sidebar:
     st.caption(f"Store: `{common.store_path()}` (read-only)")
-    left, right = st.columns(2)
-    if left.button("Refresh", help="Reload every table from the store now"):
+    if st.button("Refresh", help="Reload every table from the store now"):
         common.refresh()
-    right.toggle(
-        "Live", key="wb_live", value=True, help="Reload when a running study adds trials (checks every 5 s)"
+    every = st.select_slider(
+        "Live refresh",
+        list(LIVE_EVERY),
+        value="5 s",
+        key="wb_live_every",
+        help="While a study writes to the store, check it at this interval and reload the page only "
+        "when trials were added.",
     )
-    _live()
+    if LIVE_EVERY[every]:
+        st.fragment(run_every=LIVE_EVERY[every])(_live)()
+    _new_trials_note(page.url_path or "studies")
+    st.radio(
+        "Figure downloads",
+        ["svg", "png"],
+        format_func=str.upper,
+        horizontal=True,
+        key=common.IMAGE_FORMAT,
+        help="The camera button of a figure's toolbar saves it in this format (SVG for papers).",
+    )
 
 common.run_page(page)

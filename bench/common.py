@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from workbench.syncs import count_host_syncs
+from workbench.train.syncs import count_host_syncs
 
 # Dense bf16 tensor-core peak of the H100 SXM (datasheet, without sparsity), the denominator of
 # MFU as nanoGPT and PaLM define it; other devices fall back to a measured matmul rate.
@@ -102,13 +102,13 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(doc: Path, body: str) -> None:
-    """Put ``body`` between this benchmark's markers in ``doc`` (created with "# Performance" if
-    missing); other sections of the file are left as they are."""
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Performance\n"
-    block = f"{BEGIN}\n{body.strip()}\n{END}"
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+def write_section(doc: Path, body: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put ``body`` between a benchmark's markers in ``doc`` (created with a title if missing);
+    other sections of the file are left as they are."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else f"# {doc.stem.title()}\n"
+    block = f"{begin}\n{body.strip()}\n{end}"
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,7 @@ def run(
     # The corpus and its BPE are prepared once per machine (cached), not per study: outside the clock.
     prepare_tokens(DataConfig(corpus="kjv", tokenizer="bpe", vocab_size=2048))
     tmp = Path(tempfile.mkdtemp(prefix="wb-bench-"))
-    space = apply_overrides(small_space(tokens, compile_), {}, seed=0)
+    space = apply_overrides(small_space(tokens, compile_), {})
     opts = StudyOptions(
         trials=trials,
         store=str(tmp / "wb.duckdb"),

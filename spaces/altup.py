@@ -1,6 +1,6 @@
 """AltUp (Baykal et al., NeurIPS 2023): a K-times wider residual stream at nearly the same compute.
 
-Reproduces DESIGN.md C.5 at small scale: AltUp K=2 beats the dense baseline of width d at
+Tests the AltUp claims (docs/DESIGN.md §4) at small scale: AltUp K=2 beats the dense baseline of width d at
 nearly equal FLOPs, Recycled-AltUp lands in between; Sequence-AltUp is the stride variant.
 The memory layer in the FFN slot is a free axis (dense or a Switch MoE), since AltUp
 combines with any of them. Each AltUp setting is tried once first (``cover``).

@@ -1,7 +1,7 @@
 """External memories read by lookup (Baykal et al. 2023): token-id tables, LSH buckets of the
 hidden vector, and learned softmax routing to table entries, against the dense baseline.
 
-Reproduces DESIGN.md C.6 at small scale: a per-layer token-id table added to the residual
+Tests the external-memory claims (docs/DESIGN.md §2, §3) at small scale: a per-layer token-id table added to the residual
 helps at zero extra matmul FLOPs. Consumption is a free axis where the method allows it:
 ``add`` (lookup added beside the dense FFN), ``concat`` (lookup concatenated to the FFN
 input) or ``expert`` (for LSH: the bucket selects an expert FFN). Placement is a free axis.

@@ -1,6 +1,6 @@
 """Hash layers (Roller et al., NeurIPS 2021): which fixed token-to-expert function works best?
 
-Reproduces DESIGN.md C.3 at small scale: balanced ≈ random < bigram / previous-token /
+Tests the hash-layer claims (docs/DESIGN.md §2) at small scale: balanced ≈ random < bigram / previous-token /
 position, dispersed < clustered, and hash ≈ Switch at equal parameters (Switch is included
 as the learned-router reference). Every hash variant is tried once first (``cover``).
 

@@ -3,7 +3,7 @@
 Every design is a memory of 2048 cells (except the dense baseline, the VanillaM and the table
 layers, whose sizes are noted) of which 256 are read per token: block size g and blocks
 read k trade off at k*g = 256, and a constraint keeps the active forward FLOPs within 15% of
-the dense model's. Every selection method of DESIGN.md A/B is covered: each value of
+the dense model's. Every selection method of docs/DESIGN.md §1-§2 is covered: each value of
 ``memory.kind`` is tried once first (``cover``), then the sampler explores block sizes,
 variants and learning rates.
 

@@ -53,9 +53,7 @@ def run_tiny_study(
     from workbench.space import load_space
     from workbench.study import StudyOptions, apply_overrides, run_study
 
-    space = apply_overrides(
-        load_space(tiny_space_file(root, study_name)), {"train.tokens": TINY_TOKENS}, seed=0
-    )
+    space = apply_overrides(load_space(tiny_space_file(root, study_name)), {"train.tokens": TINY_TOKENS})
     opts = StudyOptions(
         trials=trials, store=str(store), device="cpu", sampler=sampler, progress=False, study_name=study_name
     )
@@ -266,7 +264,7 @@ def _insert(
     configs = _configs(wide)
     trials["config_json"] = [json.dumps(c) for c in configs]
     con.register("new_trials", trials)
-    con.execute("INSERT INTO trials SELECT * FROM new_trials")
+    con.execute("INSERT INTO trials BY NAME SELECT * FROM new_trials")  # later columns stay NULL
     con.unregister("new_trials")
 
     long = _long_params(wide)

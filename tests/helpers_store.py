@@ -11,7 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from workbench.ingest import STUDY_UID_ATTR
+from workbench import record
 
 OBJECTIVES = [
     {"name": "val_ppl", "direction": "minimize"},
@@ -95,6 +95,14 @@ def contract_attrs(
         if trained
         else [],
         "wb.routing": routing if trained and kind == "switch" else [],
+        # The design's first run fitted its learning rate with two short probes.
+        "wb.tuning": [
+            {"values": {"train.lr": lr / 2}, "val_loss": 5.3, "tokens_trained": 100, "train_seconds": 0.1},
+            {"values": {"train.lr": lr}, "val_loss": 5.2, "tokens_trained": 100, "train_seconds": 0.1},
+        ]
+        if trained
+        else [],
+        "wb.tuned": {"train.lr": lr},
         "wb.provenance": {
             "git_commit": "0123abc",
             "git_dirty": False,
@@ -114,10 +122,10 @@ def make_study(
 ) -> optuna.Study:
     """An empty two-objective study with the workbench's study attrs (``wb.study_uid`` when ``uid``)."""
     study = optuna.create_study(study_name=name, storage=storage, directions=["minimize", "minimize"])
-    study.set_user_attr("wb.space", SPACE)
-    study.set_user_attr("wb.objectives", OBJECTIVES)
+    study.set_user_attr(record.STUDY_SPACE, SPACE)
+    study.set_user_attr(record.STUDY_OBJECTIVES, OBJECTIVES)
     if uid is not None:
-        study.set_user_attr(STUDY_UID_ATTR, uid)
+        study.set_user_attr(record.STUDY_UID, uid)
     return study
 
 
@@ -183,8 +191,12 @@ def build_study(
 
 
 def downgrade_to_001(path: Path) -> None:
-    """Make ``path`` the store that code from before migration 002 wrote: no ``studies.study_uid``."""
+    """Make ``path`` the store that code from before migration 002 wrote: no ``studies.study_uid``, nor
+    what later migrations added."""
     con = duckdb.connect(str(path))
     con.execute("ALTER TABLE studies DROP COLUMN study_uid")
+    for column in ("design_hash", "seed", "replicate", "epochs"):  # migration 003
+        con.execute(f"ALTER TABLE trials DROP COLUMN {column}")
+    con.execute("DROP TABLE tuning")
     con.execute("DELETE FROM schema_migrations WHERE version > 1")
     con.close()

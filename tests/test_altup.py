@@ -7,13 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from workbench import altup
-from workbench.altup import AltUp, SequenceAltUp
 from workbench.config import ModelConfig
 from workbench.errors import ConfigError
-from workbench.flops import fvcore_flops_per_token
 from workbench.memory import ForwardContext, config_from_dict
-from workbench.model import GPT, model_cost
+from workbench.model import GPT, altup, model_cost
+from workbench.model.altup import AltUp, SequenceAltUp
+from workbench.model.flops import fvcore_flops_per_token
 
 V = 100
 

@@ -111,7 +111,7 @@ def test_pages_load_while_a_study_is_writing(tmp_path: Path, monkeypatch: pytest
 
 WRITER = """
 import sys, time
-from workbench.ingest import ingest_storage
+from workbench.store.ingest import ingest_storage
 from workbench.store import Store
 store, journal, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 end = time.monotonic() + seconds

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from workbench.cli._launch import streamlit_command
+from workbench.errors import WorkbenchError
+from workbench.explore import STORE_ENV
+
 
 def cli(
     *args: str, cwd: Path | None = None, env: dict | None = None, input: str | None = None
@@ -106,7 +110,8 @@ def test_cuda_without_a_gpu(populated_store: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     before = digest(populated_store)
-    result = cli("run", "spaces/quickstart.py", "--device", "cuda", "--store", str(populated_store))
+    space = Path(__file__).resolve().parents[1] / "spaces" / "quickstart.py"
+    result = cli("run", str(space), "--device", "cuda", "--store", str(populated_store))
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "error: --device cuda: no CUDA device is visible on this machine; use --device cpu or auto"
@@ -156,7 +161,7 @@ def test_ingest_twice_keeps_row_counts(populated_store: Path) -> None:
 def test_a_refused_ingest_names_the_drop_that_fixes_it(tmp_path: Path) -> None:
     from helpers_store import add_trial, build_study, make_study
 
-    from workbench.ingest import open_optuna_storage
+    from workbench.store.ingest import open_optuna_storage
 
     store, journal = tmp_path / "wb.duckdb", tmp_path / "wb.optuna.journal"  # the store's default journal
     build_study("demo", open_optuna_storage(journal), uid="old-study")
@@ -242,3 +247,17 @@ def test_readme_layer_table_lists_every_registered_layer() -> None:
     for name in memory.names():
         cls = memory.get(name)
         assert f"| `{name}` | {cls.paper} |" in table, f"README's layer table lacks {name!r}"
+
+
+# --- the app launcher ---------------------------------------------------------------------------------------
+
+
+def test_streamlit_command_binds_localhost_headless(tmp_path: Path) -> None:
+    argv, env = streamlit_command(tmp_path / "wb.duckdb", 8600)
+    assert argv[:4] == [sys.executable, "-m", "streamlit", "run"] and argv[4].endswith("streamlit_app.py")
+    flags = dict(zip(argv[5::2], argv[6::2], strict=True))
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8600"
+    assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
+    assert env[STORE_ENV] == str((tmp_path / "wb.duckdb").resolve())
+    with pytest.raises(WorkbenchError, match="--port"):
+        streamlit_command(tmp_path / "wb.duckdb", 0)

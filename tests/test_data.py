@@ -11,6 +11,7 @@ import torch
 
 from workbench.config import DataConfig
 from workbench.data import (
+    Batches,
     BPETokenizer,
     ByteTokenizer,
     DeviceTokens,
@@ -272,13 +273,13 @@ def test_random_batch_shapes_shift_and_determinism() -> None:
     assert y.view(-1).numel() == 64, "contiguous targets"
 
 
-def test_device_tokens_match_random_batch() -> None:
+def test_device_batches_draw_the_windows_of_random_batch() -> None:
     tokens = (np.arange(3000) * 7 % 1000).astype(np.uint16)
-    on_device = DeviceTokens(tokens, "cpu")
     g_host, g_dev = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    batches = Batches(DeviceTokens(tokens, "cpu"), 8, 32, 3, g_dev, torch.device("cpu"))
     for _ in range(3):
         x, y = random_batch(tokens, 8, 32, g_host)
-        xd, yd = on_device.random_batch(8, 32, g_dev)
+        xd, yd = batches.next()
         assert torch.equal(x, xd) and torch.equal(y, yd) and xd.dtype == torch.int64
 
 
@@ -306,6 +307,7 @@ def test_eval_batches_fixed_windows() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_device_tokens_on_cuda_match_random_batch() -> None:
     tokens = (np.arange(3000) * 7 % 1000).astype(np.uint16)
-    xd, yd = DeviceTokens(tokens, "cuda").random_batch(8, 32, torch.Generator().manual_seed(5))
+    batches = Batches(tokens, 8, 32, 1, torch.Generator().manual_seed(5), torch.device("cuda"))
+    xd, yd = batches.next()
     x, y = random_batch(tokens, 8, 32, torch.Generator().manual_seed(5), "cuda")
     assert xd.is_cuda and x.is_cuda and torch.equal(x, xd) and torch.equal(y, yd)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,29 +24,6 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Store:
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Store:
     return Store.open(session_store("synthetic", tmp_path_factory), read_only=True)
-
-
-# --- the front ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("x_dir", ["minimize", "maximize"])
-@pytest.mark.parametrize("seed", range(4))
-def test_front_mask_matches_the_quadratic_definition(seed: int, x_dir: str) -> None:
-    rng = np.random.default_rng(seed)
-    n = 300
-    # Few distinct values: many ties in x, in y and in both; some NaN.
-    df = pd.DataFrame({"x": rng.integers(0, 25, n).astype(float), "y": rng.integers(0, 25, n).astype(float)})
-    df.loc[rng.choice(n, 10, replace=False), "x"] = np.nan
-    expected = non_dominated_mask(df, [("x", x_dir), ("y", "minimize")])
-    got = explore.front_mask(df["x"], df["y"], x_dir, "minimize")  # type: ignore[arg-type]
-    assert got.tolist() == expected.tolist()
-
-
-def test_front_mask_edge_cases() -> None:
-    assert explore.front_mask([], [], "minimize", "minimize").tolist() == []
-    assert explore.front_mask([np.nan], [1.0], "minimize", "minimize").tolist() == [False]
-    assert explore.front_mask([1, 1], [2, 2], "minimize", "minimize").tolist() == [True, True]
-    assert explore.front_mask([1, 2, 3], [3, 2, 1], "minimize", "minimize").tolist() == [True] * 3
 
 
 # --- keys, filters, labels ---------------------------------------------------------------------------
@@ -328,20 +304,6 @@ def test_importance_explains_too_few_trials(real: Store) -> None:
         )
 
 
-# --- launching ---------------------------------------------------------------------------------------
-
-
-def test_streamlit_command_binds_localhost_headless(tmp_path: Path) -> None:
-    argv, env = explore.streamlit_command(tmp_path / "wb.duckdb", 8600)
-    assert argv[:4] == [sys.executable, "-m", "streamlit", "run"] and argv[4].endswith("streamlit_app.py")
-    flags = dict(zip(argv[5::2], argv[6::2], strict=True))
-    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8600"
-    assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
-    assert env[explore.STORE_ENV] == str((tmp_path / "wb.duckdb").resolve())
-    with pytest.raises(explore.ExploreError.__mro__[1], match="--port"):
-        explore.streamlit_command(tmp_path / "wb.duckdb", 0)
-
-
 def test_data_version_changes_when_a_trial_lands(tmp_path: Path) -> None:
     path = write_synthetic_store(tmp_path / "wb.duckdb", 5)
     store = Store.open(path)
@@ -353,3 +315,252 @@ def test_data_version_changes_when_a_trial_lands(tmp_path: Path) -> None:
         json.loads(store.sql("SELECT objectives_json FROM studies")["objectives_json"].iloc[0])[0]["name"]
         == "val_ppl"
     )
+
+
+# --- hypervolume -----------------------------------------------------------------------------------------
+
+
+def test_hypervolume_against_a_hand_computed_front() -> None:
+    # Minimising both: (1,3), (2,2), (3,1) on the front, (3,3) dominated. Worst x = worst y = 3, so
+    # the reference is (3.3, 3.3). Sweeping in x, each point adds (3.3 - x) * (drop in best y):
+    # (1,3): 2.3 * 0.3 = 0.69; (2,2): 1.3 * 1 = 1.3; (3,1): 0.3 * 1 = 0.3; total 2.29.
+    costs = np.array([[3.0, 3.0], [1.0, 3.0], [2.0, 2.0], [3.0, 1.0]])
+    ref = explore.reference_point(costs)
+    assert ref == pytest.approx([3.3, 3.3])
+    assert explore.hypervolume_2d(costs, ref) == pytest.approx(2.29)
+    # In that order: (3,3) alone 0.3 * 0.3 = 0.09; (1,3) dominates it: 0.69; then + 1.3; then + 0.3.
+    assert explore.hypervolume_history(costs, ref) == pytest.approx([0.09, 0.69, 1.99, 2.29])
+    assert explore.hypervolume_2d(np.array([[4.0, 1.0], [np.nan, 0.0]]), ref) == 0.0  # beyond ref, NaN
+
+
+def test_hypervolume_history_equals_the_hypervolume_of_each_prefix() -> None:
+    rng = np.random.default_rng(3)
+    costs = rng.integers(0, 6, (200, 2)).astype(float)  # many ties and duplicates
+    ref = explore.reference_point(costs)
+    history = explore.hypervolume_history(costs, ref)
+    expected = [explore.hypervolume_2d(costs[:k], ref) for k in range(1, len(costs) + 1)]
+    assert history == pytest.approx(expected)
+    assert np.all(np.diff(history) >= 0)
+
+
+def test_hypervolume_over_trials_per_study_with_a_maximised_axis() -> None:
+    trials = pd.DataFrame(
+        {
+            "study_name": ["a"] * 3 + ["b"] * 2,
+            "trial_number": [2, 0, 1, 0, 1],
+            "tokens_per_s": [100.0, 50.0, 100.0, 10.0, 20.0],
+            "val_ppl": [10.0, 20.0, 30.0, 5.0, 4.0],
+            "finished_at": pd.to_datetime(
+                ["2025-01-03", "2025-01-02", "2025-01-01", "2025-01-01", "2025-01-02"]
+            ),
+        }
+    )
+    x, y = explore.COMPUTE_AXES["tokens_per_s"], explore.PERPLEXITY
+    history = explore.hypervolume_over_trials(trials, x, y)
+    a = history[history["study_name"] == "a"]
+    # Study a in trial order: (50 tok/s, 20), (100, 30), (100, 10). Reference: 0.9 * 50 = 45 tok/s
+    # (costs -50 -> -45) and 1.1 * 30 = 33. Areas: 5 * 13 = 65; + (100 - 50) * (33 - 30) = 215;
+    # then (100, 10) dominates (100, 30): 5 * 13 + 50 * 23 = 1215.
+    assert a["trial_number"].tolist() == [0, 1, 2]
+    assert a["hypervolume"].tolist() == pytest.approx([65.0, 215.0, 1215.0])
+    assert a["fraction"].iloc[-1] == pytest.approx(1215.0 / ((100 - 45) * (33 - 10)))
+    by_time = explore.hypervolume_over_trials(trials, x, y, "finished_at")
+    assert by_time[by_time["study_name"] == "a"]["trial_number"].tolist() == [1, 0, 2]
+    assert explore.hypervolume_figure(history, x, y).data[0].line.shape == "hv"
+
+
+# --- picked front design, dominated designs hidden --------------------------------------------------------
+
+
+def test_front_neighbours_and_hidden_dominated_designs() -> None:
+    info = explore.get_pareto_info(synthetic_trials(300, "s", seed=4), design_params=["memory.kind"])
+    keys = info.fronts["key"].tolist()
+    near = explore.front_neighbours(info, keys[1])
+    assert (near.previous, near.key, near.next) == (keys[0], keys[1], keys[2])
+    assert near.keys == keys[:3]
+    ppl = near.table.loc["validation perplexity"]
+    assert ppl["Δ previous"] == pytest.approx(ppl[keys[0]] / ppl[keys[1]] - 1) and ppl["Δ previous"] > 0
+    assert near.table.index[:2].tolist() == ["validation perplexity", "active FLOPs per token"]
+    first = explore.front_neighbours(info, keys[0])
+    assert first.previous is None and list(first.table.columns) == [keys[0], keys[1], "Δ next"]
+    with pytest.raises(ExploreError, match="not on a front"):
+        explore.front_neighbours(info, info.points.loc[~info.points["on_front"], "key"].iloc[0])
+
+    fig = explore.pareto_figure(info, show_dominated=False, highlight=[keys[1]])
+    drawn = [t for t in fig.data if t.customdata is not None and not t.name.startswith("front")]
+    assert sum(len(t.x) for t in drawn) == len(keys)
+    assert fig.layout.xaxis.range is not None  # the full range, not the front's
+    (ring,) = [t for t in fig.data if t.name == "front · picked"]
+    assert list(ring.x) == [info.fronts["flops_per_token"].iloc[1]]
+    assert explore.pareto_rows(info.points) is info.points  # the hook for repeated designs
+
+
+# --- parameters: conditional ones are never zero ------------------------------------------------------------
+
+
+def test_encode_param_keeps_absent_parameters_apart() -> None:
+    kinds = explore.encode_param(pd.Series(["switch", None, "dense", "switch"], name="memory.kind"))
+    assert kinds.categorical and kinds.ticktext == ["dense", "switch", MISSING]
+    assert kinds.positions.tolist() == [1.0, 2.0, 0.0, 1.0] and kinds.n_missing == 1
+
+    experts = explore.encode_param(pd.Series([8.0, np.nan, 2.0, 64.0]))
+    assert experts.ticktext == ["2", "8", "64", MISSING] and experts.missing_at == 3.0
+
+    rng = np.random.default_rng(0)
+    values = pd.Series(np.r_[rng.uniform(1, 1000, 40), [np.nan] * 5], name="memory.n_keys")
+    numeric = explore.encode_param(values)
+    assert not numeric.categorical and numeric.log and numeric.ticktext[0] == MISSING
+    present = numeric.positions[:40]
+    assert numeric.missing_at < present.min() and not np.any(numeric.positions[40:] == 0)
+    assert numeric.positions[40:] == pytest.approx([numeric.missing_at] * 5)
+    assert numeric.tickvals[1:] == [0.0, 1.0, 2.0] or len(numeric.tickvals) == 6  # decades, or 5 ticks
+
+
+def test_parameter_figures_draw_absent_as_absent() -> None:
+    trials = synthetic_trials(200, "s")
+    trials["memory.n_keys"] = np.where(
+        trials["memory.kind"] == "dense", np.nan, np.linspace(10, 5000, len(trials))
+    )
+    ppl = explore.PERPLEXITY
+    fig = explore.parcoords_figure(
+        trials,
+        ["memory.kind", "memory.k", "memory.n_keys"],
+        ppl,
+        [
+            Filter(column="memory.k", values=(1.0, MISSING)),
+            Filter(column="memory.n_keys", low=100, high=1000),
+        ],
+    )
+    kind, k, n_keys, objective = fig.data[0].dimensions
+    assert list(k.ticktext) == ["1", "2", "4", MISSING]
+    assert [list(b) for b in k.constraintrange] == [[-0.4, 0.4], [2.6, 3.4]]  # 1 and n/a kept
+    assert n_keys.ticktext[0] == MISSING and n_keys.label == "n_keys (log)"
+    missing_band, kept = n_keys.constraintrange
+    assert kept == pytest.approx([2.0, 3.0]) and missing_band[0] < n_keys.tickvals[0] < missing_band[1]
+    assert objective.label == "val_ppl" and "constraintrange" not in kind.to_plotly_json()
+
+    slice_ = explore.slice_figure(trials, "memory.n_keys", ppl)
+    assert slice_.layout.xaxis.type == "log" and list(slice_.layout.xaxis2.ticktext) == [MISSING]
+    in_na = sum(len(t.x) for t in slice_.data if t.xaxis == "x2")
+    assert in_na == (trials["memory.kind"] == "dense").sum()
+
+    contour = explore.contour_figure(trials, "memory.kind", "memory.n_keys", ppl)
+    assert contour.layout.yaxis.ticktext[-1] == MISSING and len(contour.layout.yaxis.ticktext) == 9
+    z = np.array(contour.data[0].z, dtype=float)
+    dense = trials[trials["memory.kind"] == "dense"]["val_ppl"].min()
+    assert z[-1, 1] == pytest.approx(dense)  # n/a row x dense column: the best dense trial
+    with pytest.raises(ExploreError, match="two different parameters"):
+        explore.contour_figure(trials, "memory.k", "memory.k", ppl)
+
+
+# --- health --------------------------------------------------------------------------------------------------
+
+
+def test_failure_reasons_group_messages_that_differ_only_in_numbers() -> None:
+    trials = pd.DataFrame(
+        {
+            "study_name": "s",
+            "trial_number": [0, 1, 2, 3, 4, 5],
+            "status": ["failed", "failed", "complete", "infeasible", "interrupted", "failed"],
+            "error": [
+                "OutOfMemoryError: tried to allocate 2.00 GiB\nTraceback ...",
+                "OutOfMemoryError: tried to allocate 512 MiB",
+                None,
+                "constraint failed",
+                None,
+                "OutOfMemoryError: tried to allocate 8.50 GiB",
+            ],
+        }
+    )
+    table = explore.failure_reasons(trials).set_index(["status", "reason"])
+    oom = table.loc[("failed", "OutOfMemoryError: tried to allocate # GiB")]
+    assert (oom["count"], oom["examples"]) == (2, "s#5, s#0")
+    assert oom["example_error"].startswith("OutOfMemoryError: tried to allocate 8.50 GiB")
+    assert table.loc[("interrupted", "no reason recorded"), "count"] == 1
+    assert explore.reason_of("cuda0 failed at step 17") == "cuda0 failed at step #"
+    assert explore.failure_reasons(trials[trials["status"] == "complete"]).empty
+
+
+def test_routing_collapse_thresholds(real: Store) -> None:
+    routing = pd.DataFrame({"entropy_ratio": [0.9, 0.49, 0.5, 0.8], "unused_frac": [0.0, 0.0, 0.5, 0.51]})
+    flagged = explore.flag_collapse(routing)
+    assert flagged["collapsed"].tolist() == [False, True, False, True]
+    assert flagged["why"].tolist()[1] == "entropy ratio 0.49 < 0.5"
+    assert "51% of blocks unused > 50%" in flagged["why"].tolist()[3]
+    health = explore.routing_health(real, ["tiny"])
+    assert len(health) == 4 and health["entropy_ratio"].between(0, 1).all()
+    assert {"collapsed", "why", "memory_kind", "layer"} <= set(health.columns)
+    assert explore.routing_health_figure(health).data
+
+
+# --- exports, curves --------------------------------------------------------------------------------------------
+
+
+def test_exports_round_trip_and_the_rerun_command(tmp_path: Path) -> None:
+    table = pd.DataFrame(
+        {"a": [64, "switch", None], "b": [1.5, 2.0, np.nan]}, index=pd.Index(["x", "y", "z"], name="p")
+    )
+    back = pd.read_csv(__import__("io").BytesIO(explore.csv_bytes(table)))
+    assert back.columns.tolist() == ["p", "a", "b"] and back["p"].tolist() == ["x", "y", "z"]
+    (tmp_path / "t.parquet").write_bytes(explore.parquet_bytes(table))
+    parquet = pd.read_parquet(tmp_path / "t.parquet")
+    assert parquet["a"].tolist()[:2] == ["64", "switch"] and parquet["b"].iloc[0] == 1.5
+    assert explore.figure_config("png", "f")["toImageButtonOptions"] == {
+        "format": "png",
+        "filename": "f",
+        "scale": 2,
+    }
+    with pytest.raises(ValueError, match="image format"):
+        explore.figure_config("gif")  # type: ignore[arg-type]
+
+    command = explore.rerun_command(
+        "unified",
+        "my study",
+        7,
+        {
+            "memory.kind": "pkm",
+            "memory.k": 4,
+            "train.lr": 0.003,
+            "model.act": "true",
+            "x.list": [1, 2],
+            "train.seed": 3,
+        },
+        tokens=50_000,
+        seed=3,
+    )
+    lines = command.split(" \\\n  ")
+    assert lines[0] == "workbench run spaces/unified.py --study-name 'my study-retrain-7' --trials 1 --seed 3"
+    assert lines[1:] == [
+        "--set memory.k=4",
+        "--set memory.kind=pkm",
+        "--set 'model.act=\"true\"'",  # text that reads as JSON stays text
+        "--set train.lr=0.003",
+        "--set train.tokens=50000",
+        "--set 'x.list=[1, 2]'",
+    ]
+    from workbench.cli._commands import _parse_override
+
+    parsed = dict(_parse_override(__import__("shlex").split(line)[1]) for line in lines[1:])
+    assert parsed == {
+        "memory.k": 4,
+        "memory.kind": "pkm",
+        "model.act": "true",
+        "train.lr": 0.003,
+        "train.tokens": 50000,
+        "x.list": [1, 2],
+    }
+
+
+def test_curves_overlay_training_and_validation_against_tokens(real: Store) -> None:
+    trials = real.trials("tiny")
+    keys = ["tiny#0", "tiny#5"]
+    curves = explore.with_tokens(explore.curves_of(real, keys), trials)
+    per_step = trials.set_index("trial_number").loc[0, ["tokens_trained", "steps"]]
+    first = curves[(curves["key"] == "tiny#0") & (curves["step"] == 1)]["tokens"].iloc[0]
+    assert first == pytest.approx(per_step["tokens_trained"] / per_step["steps"])
+    fig = explore.compare_curves_figure(
+        curves, explore.trial_labels(trials, keys), ["val_loss", "train_loss"], x="tokens", log_x=True
+    )
+    assert len(fig.data) == 4 and fig.layout.xaxis.type == "log"
+    assert [t.line.dash for t in fig.data] == ["solid", "dot", "solid", "dot"]
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color

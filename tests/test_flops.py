@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from workbench.config import ModelConfig
-from workbench.flops import fvcore_flops_per_token
 from workbench.memory import config_from_dict
 from workbench.model import GPT, model_cost
+from workbench.model.flops import fvcore_flops_per_token
 
 GOLDEN = {
     "dense": ({"kind": "dense", "d_ff": 128}, 59648, 28448, 28448),

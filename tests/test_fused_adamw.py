@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.fused_adamw import adamw_master_update, triton_available
+from workbench.train.fused_adamw import adamw_master_update, triton_available
 
 CUDA = torch.cuda.is_available()
 

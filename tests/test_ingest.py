@@ -1,4 +1,4 @@
-"""workbench.ingest: optuna studies -> DuckDB rows, idempotently."""
+"""workbench.store.ingest: optuna studies -> DuckDB rows, idempotently."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from helpers_store import GRID, add_trial, build_study, contract_attrs, downgrad
 from optuna.trial import TrialState
 
 from workbench.errors import StoreError, StudyMismatchError
-from workbench.ingest import (
+from workbench.store import Store
+from workbench.store.ingest import (
     check_study_identity,
     flatten_config,
     ingest_storage,
@@ -22,7 +23,6 @@ from workbench.ingest import (
     study_objectives,
     trial_status,
 )
-from workbench.store import Store
 
 N_TRIALS = len(GRID) + 4
 

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from workbench.config import ModelConfig, TrainConfig, TrialConfig
-from workbench.master import MasterAdamW, cast_to, low_precision_parameters
 from workbench.memory.switch import SwitchConfig
 from workbench.model import GPT
 from workbench.train import make_optimizer, uses_master_weights
+from workbench.train.master import MasterAdamW, cast_to, low_precision_parameters
 
 
 def _groups(model: nn.Module) -> list[dict]:

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from workbench import memory
-from workbench.master import cast_to, low_precision_parameters
 from workbench.memory import ForwardContext, LayerContext, MemoryLayer
+from workbench.train.master import cast_to, low_precision_parameters
 
 D, V, T, B = 32, 64, 16, 8
 # A skewed (Zipf-like) training-set frequency table, for frequency-aware layers.
@@ -132,7 +132,7 @@ def test_config_round_trips(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_bf16_weights_change_nothing_under_autocast(kind: str) -> None:
-    # The trainer holds the weights workbench.master selects in bf16 (float32 masters in the
+    # The trainer holds the weights workbench.train.master selects in bf16 (float32 masters in the
     # optimizer). That must be exactly what autocast does with float32 weights: a router or
     # any float32-by-design weight that got selected would change the output here.
     x, ids = _inputs()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.pareto import Direction, non_dominated_mask, pareto_front
+from workbench.pareto import Direction, dominance_mask, front_mask, non_dominated_mask
 
 
 def brute_force(df: pd.DataFrame, objectives: list[tuple[str, Direction]]) -> list[bool]:
@@ -70,15 +70,7 @@ def test_nullable_and_empty_columns() -> None:
     assert non_dominated_mask(df, [("x", "minimize"), ("y", "minimize")]).tolist() == [True, False, True]
     empty = df.iloc[:0]
     assert non_dominated_mask(empty, [("x", "minimize")]).tolist() == []
-    assert pareto_front(empty, "x", "y").empty
-
-
-def test_pareto_front_is_sorted_for_a_step_line() -> None:
-    df = pd.DataFrame({"flops": [3, 1, 2, 2, 4], "ppl": [10.0, 30.0, 20.0, 25.0, 10.0], "id": list("abcde")})
-    front = pareto_front(df, "flops", "ppl")
-    assert front["id"].tolist() == ["b", "c", "a"]
-    acc = pareto_front(df, "flops", "ppl", y_direction="maximize")
-    assert acc["id"].tolist() == ["b"]
+    assert non_dominated_mask(empty, [("x", "minimize"), ("y", "minimize")]).tolist() == []
 
 
 def test_bad_arguments() -> None:
@@ -87,3 +79,27 @@ def test_bad_arguments() -> None:
         non_dominated_mask(df, [("x", "up")])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="at least one objective"):
         non_dominated_mask(df, [])
+
+
+# --- the sweep against the definition ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("x_dir", ["minimize", "maximize"])
+@pytest.mark.parametrize("seed", range(4))
+def test_front_mask_matches_the_quadratic_definition(seed: int, x_dir: str) -> None:
+    rng = np.random.default_rng(seed)
+    n = 300
+    # Few distinct values: many ties in x, in y and in both; some NaN.
+    df = pd.DataFrame({"x": rng.integers(0, 25, n).astype(float), "y": rng.integers(0, 25, n).astype(float)})
+    df.loc[rng.choice(n, 10, replace=False), "x"] = np.nan
+    sign = 1.0 if x_dir == "minimize" else -1.0
+    expected = dominance_mask(np.column_stack([sign * df["x"].to_numpy(), df["y"].to_numpy()]))
+    got = front_mask(df["x"], df["y"], x_dir, "minimize")  # type: ignore[arg-type]
+    assert got.tolist() == expected.tolist()
+
+
+def test_front_mask_edge_cases() -> None:
+    assert front_mask([], [], "minimize", "minimize").tolist() == []
+    assert front_mask([np.nan], [1.0], "minimize", "minimize").tolist() == [False]
+    assert front_mask([1, 1], [2, 2], "minimize", "minimize").tolist() == [True, True]
+    assert front_mask([1, 2, 3], [3, 2, 1], "minimize", "minimize").tolist() == [True] * 3

@@ -24,6 +24,16 @@ from workbench.space import (
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+# Anchored at the repository root so the shipped-space tests check the same files from any directory.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shipped_spaces() -> list[Path]:
+    """The space files under ``spaces/``; never empty, so a moved folder fails instead of passing."""
+    paths = sorted((ROOT / "spaces").glob("*.py"))
+    assert paths, f"no space files under {ROOT / 'spaces'}"
+    return paths
+
 
 def moe_space(**kw) -> Space:
     return Space(
@@ -197,9 +207,7 @@ def test_load_space_reports_file_errors_in_one_line(tmp_path) -> None:
 
 
 def test_shipped_spaces_load() -> None:
-    from pathlib import Path
-
-    for path in sorted(Path("spaces").glob("*.py")):
+    for path in shipped_spaces():
         assert load_space(path).name
 
 
@@ -213,7 +221,7 @@ def test_fixing_a_parent_drops_children_whose_condition_cannot_hold() -> None:
 def test_every_shipped_space_accepts_each_of_its_methods_fixed_with_set() -> None:
     """``--set memory.kind=K`` on a space whose conditions list several kinds: the conditions that
     still hold narrow to K (they once failed the definition check as "can never hold")."""
-    for path in sorted(Path("spaces").glob("*.py")):
+    for path in shipped_spaces():
         space = load_space(path)
         kinds = space.params.get("memory.kind")
         if not isinstance(kinds, Categorical):

@@ -1,4 +1,4 @@
-"""workbench.sqlguard: the app's query box reads the store and nothing else."""
+"""workbench.explore: the app's query box reads the store and nothing else."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from helpers_app import write_synthetic_store
 
 from workbench.errors import StoreError
-from workbench.sqlguard import SqlRefused, check_query, connect_read_only, run_query
+from workbench.explore import SqlRefused, check_query, connect_read_only, run_query
 
 
 @pytest.fixture(scope="module")

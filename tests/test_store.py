@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from helpers_store import GRID, add_trial, build_study, downgrade_to_001, make_study
 
-from workbench import sqlfiles
 from workbench.errors import StoreError
-from workbench.ingest import ingest_study
-from workbench.store import Store, latest_version
+from workbench.store import Store, latest_version, sqlfiles
+from workbench.store.ingest import ingest_study
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +41,7 @@ def test_open_creates_parent_and_migrates_once(tmp_path: Path) -> None:
     applied = store.query("schema_migrations")
     assert applied["version"].tolist() == [m.version for m in sqlfiles.migrations()]
     assert store.counts() == dict.fromkeys(
-        ["studies", "trials", "params", "curves", "routing", "routing_load", "provenance"], 0
+        ["studies", "trials", "params", "curves", "routing", "routing_load", "provenance", "tuning"], 0
     )
 
 
@@ -84,19 +83,19 @@ def test_sql_binds_parameters_and_wraps_errors(filled: Store) -> None:
 
 
 def test_a_store_from_before_study_uids_migrates_and_keeps_its_rows(filled: Store) -> None:
-    downgrade_to_001(filled.path)
     before = filled.counts()
-    with pytest.raises(StoreError, match="schema version 1, this code needs 2"):
+    downgrade_to_001(filled.path)
+    with pytest.raises(StoreError, match=f"schema version 1, this code needs {latest_version()}"):
         Store.open(filled.path, read_only=True)
     store = Store.open(filled.path)
-    assert store.schema_version() == 2
-    assert store.counts() == before
+    assert store.schema_version() == latest_version()
+    assert store.counts() == {**before, "tuning": 0}  # migration 003 re-creates the tuning table empty
     assert store.studies()["study_uid"].isna().all()
 
 
 def test_statements_split_multi_statement_files() -> None:
     parts = sqlfiles.statements(sqlfiles.query("delete_trial"))
-    assert len(parts) == 6 and all(p.startswith("DELETE FROM") for p in parts)
+    assert len(parts) == 7 and all(p.startswith("DELETE FROM") for p in parts)
 
 
 # --- dropping a study --------------------------------------------------------------------------
@@ -205,7 +204,10 @@ def test_pareto_front_per_study(filled: Store) -> None:
     assert front["trial_number"].tolist() == [0, 2, 1, 3]
     assert front["flops_per_token"].is_monotonic_increasing
     everything = filled.pareto("demo", front_only=False)
-    assert len(everything) == len(GRID) and everything["on_front"].sum() == 4
+    # Designs, not trials: the two switch-128 runs (same config, same seed) are one design.
+    assert len(everything) == len(GRID) - 1 and everything["on_front"].sum() == 4
+    merged = everything[everything["first_trial"] == 3].iloc[0]
+    assert merged["val_ppl"] == pytest.approx(23.0) and merged["trial_numbers"].tolist() == [3]
     best_ppl = filled.pareto("demo", x="model.d_model", y="val_ppl", x_direction="maximize")
     assert best_ppl["trial_number"].tolist() == [3]
     with pytest.raises(StoreError, match="unknown column 'nope'"):
@@ -246,7 +248,7 @@ def test_to_xarray_missing_parameter_is_a_nan_coordinate(filled: Store) -> None:
 def test_to_xarray_empty_cells_and_errors(filled: Store) -> None:
     empty = filled.to_xarray("demo", status="running")
     assert empty["val_ppl"].shape == (0, 0)
-    assert filled.pareto("demo", x="model.d_model", status="running").empty
+    assert filled.pareto("no-such-study", x="model.d_model").empty
     with pytest.raises(StoreError, match=r"unknown column 'memory\.nope'"):
         filled.to_xarray("demo", dims=["memory.nope"])
     with pytest.raises(StoreError, match="unknown reduce"):

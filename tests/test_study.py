@@ -9,15 +9,16 @@ import optuna
 import pytest
 from conftest import write_space
 
+from workbench import record
 from workbench.errors import StudyMismatchError
-from workbench.ingest import STUDY_UID_ATTR, ingest_storage, open_optuna_storage
 from workbench.space import load_space
 from workbench.store import Store
+from workbench.store.ingest import ingest_storage, open_optuna_storage
 from workbench.study import StudyOptions, apply_overrides, default_storage, run_study
 
 
 def run(space_file: Path, store: Path, trials: int, sampler: str = "tpe", **kw) -> object:
-    space = apply_overrides(load_space(space_file), kw.pop("overrides", {}), seed=0)
+    space = apply_overrides(load_space(space_file), kw.pop("overrides", {}))
     opts = StudyOptions(trials=trials, store=str(store), device="cpu", sampler=sampler, progress=False, **kw)
     return run_study(space, opts)
 
@@ -124,7 +125,7 @@ def test_ingest_rebuilds_the_store_from_optuna_storage_idempotently(
         study_name="tiny",
         storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage)),
     )
-    assert study.user_attrs["wb.space"]["name"] == "tiny"
+    assert study.user_attrs[record.STUDY_SPACE]["name"] == "tiny"
 
 
 def test_outcome_counts_trials_by_status(tiny_space_file: Path, tmp_path: Path) -> None:
@@ -159,13 +160,13 @@ def test_a_design_the_study_already_trained_reuses_its_results(tiny_space_file: 
 
 def optuna_uid(store: Path, name: str = "tiny") -> str:
     study = optuna.load_study(study_name=name, storage=open_optuna_storage(default_storage(str(store))))
-    return str(study.user_attrs[STUDY_UID_ATTR])
+    return str(study.user_attrs[record.STUDY_UID])
 
 
 def test_a_study_gets_a_uid_once_and_keeps_it_when_resumed(
     tiny_space_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import workbench.ingest as ingest_module
+    import workbench.store.ingest as ingest_module
 
     per_trial: list[str | None] = []
     real = ingest_module.ingest_trial

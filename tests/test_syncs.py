@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from workbench.syncs import SYNC_WARNING, count_host_syncs, count_sync_warnings
+from workbench.train.syncs import SYNC_WARNING, count_host_syncs, count_sync_warnings
 
 PROTOTYPE_NOTICE = (
     "Synchronization debug mode is a prototype feature and does not yet detect all synchronizing "

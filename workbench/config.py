@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench import record
 from workbench.errors import ConfigError
 from workbench.memory import MemoryConfig, config_from_dict
 from workbench.memory.dense import DenseConfig
@@ -40,7 +39,7 @@ class DataConfig:
 class ModelConfig:
     """A GPT-style decoder; ``memory`` fills the FFN slot of the layers ``placement`` selects.
 
-    ``altup_k`` > 1 wraps the blocks in AltUp (workbench/altup.py): a K-times wider residual
+    ``altup_k`` > 1 wraps the blocks in AltUp (workbench/model/altup.py): a K-times wider residual
     stream (``altup_variant`` ``altup`` or ``recycled``) or a stride-K sequence
     (``sequence``); 1 is the plain model.
     """
@@ -61,7 +60,7 @@ class TrainConfig:
     """Optimisation and budget. The run stops at ``tokens`` or ``seconds``, whichever comes first.
 
     ``master_weights`` (CUDA under bf16 only): matmul weights are held in bf16 and the
-    optimizer keeps their float32 masters (workbench/master.py), the same numerics as
+    optimizer keeps their float32 masters (workbench/train/master.py), the same numerics as
     autocast's per-step casts without their traffic; false keeps float32 weights.
     """
 
@@ -97,13 +96,14 @@ class TrialConfig:
             "train": dataclasses.asdict(self.train),
         }
 
-    def to_flat(self) -> dict[str, Any]:
-        return {f"{section}.{k}": v for section, values in self.to_dict().items() for k, v in values.items()}
-
     def config_hash(self) -> str:
         """Stable across runs and machines: sha256 of the canonical JSON of the config."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return record.config_digest(self.to_dict())
+
+    def design_hash(self, per_design: Iterable[str] = ()) -> str:
+        """The hash of the design this run trains: the config without ``train.seed`` (runs of
+        one design differ only in it) nor the ``per_design`` knobs fit to each design."""
+        return record.design_hash(self.to_dict(), per_design)
 
 
 _SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -141,9 +141,3 @@ def trial_config_from_flat(flat: Mapping[str, Any]) -> TrialConfig:
         )
     except TypeError as exc:
         raise ConfigError(f"config: {exc}") from None
-
-
-def trial_config_from_dict(d: Mapping[str, Any]) -> TrialConfig:
-    """Inverse of :meth:`TrialConfig.to_dict`."""
-    flat = {f"{section}.{k}": v for section, values in d.items() for k, v in values.items()}
-    return trial_config_from_flat(flat)

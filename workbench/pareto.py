@@ -1,8 +1,11 @@
-"""Pareto fronts of trial tables: which trials no other trial beats on every objective.
+"""Pareto fronts: which rows no other row beats on every objective (docs/DESIGN.md §6).
 
-Shape suffixes: N rows, M objectives. Pure functions on pandas/numpy. A row with a missing (NaN) objective is neither on the front nor
-allowed to dominate; ``inf`` is an ordinary (worst or best) value. Ties: two rows with equal
-objectives do not dominate each other, so both stay on the front.
+Shape suffixes: N rows, M objectives. Row a dominates row b when a is at least as good on every
+objective and strictly better on one. A row with a missing (NaN) objective is neither on the front
+nor allowed to dominate; ``inf`` is an ordinary value; equal rows do not dominate each other, so
+both stay on the front. :func:`front_mask` is the O(N log N) sweep for two objectives (every
+front the workbench draws or stores); :func:`dominance_mask` is the definition, O(N^2 M), for any
+number of objectives, and the reference the sweep is tested against.
 """
 
 from __future__ import annotations
@@ -18,48 +21,96 @@ Direction = Literal["minimize", "maximize"]
 DIRECTIONS: tuple[str, ...] = ("minimize", "maximize")
 
 
-def non_dominated_mask(
-    df: pd.DataFrame, objectives: Sequence[tuple[str, Direction]]
-) -> npt.NDArray[np.bool_]:
-    """Boolean mask over ``df``'s rows: True where no other row dominates the row.
+def _costs(values: npt.ArrayLike, direction: Direction, name: str) -> npt.NDArray[np.float64]:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"objective '{name}': direction '{direction}' is not one of {DIRECTIONS}")
+    array = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce")
+    costs = array.to_numpy(dtype=float, na_value=np.nan)
+    return costs if direction == "minimize" else -costs
 
-    Row a dominates row b when a is at least as good on every objective and strictly better on
-    one. ``objectives`` is a list of ``(column, "minimize" | "maximize")``, any length >= 1.
-    """
-    if not objectives:
-        raise ValueError("non_dominated_mask needs at least one objective")
-    columns = []
-    for column, direction in objectives:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"objective '{column}': direction '{direction}' is not one of {DIRECTIONS}")
-        values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        columns.append(values if direction == "minimize" else -values)
-    costs_NM = np.column_stack(columns)
+
+def dominance_mask(costs_NM: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """The definition, minimising every column: True where no row dominates the row (NaN rows: False)."""
     valid_N = ~np.isnan(costs_NM).any(axis=1)
-    mask_N = np.zeros(len(df), dtype=bool)
-    mask_N[valid_N] = _non_dominated(costs_NM[valid_N])
-    return mask_N
-
-
-def _non_dominated(costs_NM: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
-    """Minimisation on every column, no NaN. One vectorised pass per row: O(N^2 M), fine for 1e4 rows."""
-    keep_N = np.ones(len(costs_NM), dtype=bool)
-    for i in range(len(costs_NM)):
+    keep_N = valid_N.copy()
+    rows = costs_NM[valid_N]
+    for i in np.flatnonzero(valid_N):
         row_M = costs_NM[i]
-        no_worse_N = (costs_NM <= row_M).all(axis=1)
-        better_N = (costs_NM < row_M).any(axis=1)
-        if (no_worse_N & better_N).any():
+        if ((rows <= row_M).all(axis=1) & (rows < row_M).any(axis=1)).any():
             keep_N[i] = False
     return keep_N
 
 
-def pareto_front(
-    df: pd.DataFrame,
-    x: str,
-    y: str,
-    x_direction: Direction = "minimize",
-    y_direction: Direction = "minimize",
-) -> pd.DataFrame:
-    """The rows of ``df`` on the (x, y) Pareto front, sorted by ``x`` then ``y`` for a step line."""
-    mask = non_dominated_mask(df, [(x, x_direction), (y, y_direction)])
-    return df.loc[mask].sort_values([x, y], kind="stable")
+def front_mask(
+    x_N: npt.ArrayLike, y_N: npt.ArrayLike, x_dir: Direction, y_dir: Direction
+) -> npt.NDArray[np.bool_]:
+    """True where no other point is at least as good on both axes and better on one.
+
+    The semantics of :func:`dominance_mask` in O(N log N): sort by x, then keep a point when its y
+    is the best of its x and strictly better than every y at a better x.
+    """
+    x, y = _costs(x_N, x_dir, "x"), _costs(y_N, y_dir, "y")
+    mask_N = np.zeros(len(x), dtype=bool)
+    valid = np.flatnonzero(~(np.isnan(x) | np.isnan(y)))
+    if len(valid) == 0:
+        return mask_N
+    order = valid[np.lexsort((y[valid], x[valid]))]
+    xs, ys = x[order], y[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])  # first index of each distinct x
+    group_min = np.minimum.reduceat(ys, starts)  # sorted by y within x, so the group's first y
+    before = np.r_[np.inf, np.minimum.accumulate(group_min)[:-1]]  # best y at any strictly smaller x
+    group_of = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(xs)]))
+    # The first x has nothing before it: compare nothing, so an infinite y there still counts.
+    keep = (ys == group_min[group_of]) & ((group_of == 0) | (ys < before[group_of]))
+    mask_N[order[keep]] = True
+    return mask_N
+
+
+def non_dominated_mask(
+    df: pd.DataFrame, objectives: Sequence[tuple[str, Direction]]
+) -> npt.NDArray[np.bool_]:
+    """Mask over ``df``'s rows for ``objectives`` = ``[(column, "minimize" | "maximize"), ...]``.
+
+    Two objectives take the sweep; any other number the definition.
+    """
+    if not objectives:
+        raise ValueError("non_dominated_mask needs at least one objective")
+    if len(objectives) == 2:
+        (x, x_dir), (y, y_dir) = objectives
+        return front_mask(df[x].to_numpy(), df[y].to_numpy(), x_dir, y_dir)
+    costs_NM = np.column_stack([_costs(df[c].to_numpy(), d, c) for c, d in objectives])
+    return dominance_mask(costs_NM)
+
+
+def front_probability(
+    x_D: npt.ArrayLike,
+    runs_D: Sequence[npt.ArrayLike],
+    x_dir: Direction = "minimize",
+    y_dir: Direction = "minimize",
+    *,
+    draws: int = 400,
+    seed: int = 0,
+) -> npt.NDArray[np.float64]:
+    """How often each design is on the (x, mean y) front when its seeds are resampled.
+
+    ``runs_D[d]`` holds design d's per-seed y values; each draw replaces them by a bootstrap
+    resample (with replacement, same count) and takes the mean. A design with fewer than two
+    seeds gets NaN: one run says nothing about its seed noise. Deterministic under ``seed``.
+    """
+    x = np.asarray(x_D, dtype=float)
+    n_seeds = np.array([len(np.asarray(r, dtype=float)) for r in runs_D])
+    means_BD = np.empty((draws, len(x)))
+    rng = np.random.default_rng(seed)
+    for d, runs in enumerate(runs_D):
+        values = np.asarray(runs, dtype=float)
+        if len(values) == 0:
+            means_BD[:, d] = np.nan
+            continue
+        picks = rng.integers(0, len(values), size=(draws, len(values)))
+        means_BD[:, d] = values[picks].mean(axis=1)
+    on_front = np.zeros(len(x))
+    for means_D in means_BD:
+        on_front += front_mask(x, means_D, x_dir, y_dir)
+    probability = on_front / max(draws, 1)
+    probability[n_seeds < 2] = np.nan
+    return probability

@@ -48,6 +48,10 @@ class StudyProgress:
         if self.enabled:
             self.progress.console.print(f"[dim]{text}[/dim]")
 
+    def warn(self, text: str) -> None:
+        """Printed with or without progress bars: a warning must reach logs too."""
+        self.progress.console.print(f"[yellow]{text}[/yellow]", soft_wrap=True)
+
     def trial_started(self, number: int, description: str) -> None:
         self.progress.update(self.steps, total=1, completed=0, visible=True, description=f"  trial {number}")
         self.progress.update(self.trials, info=description)

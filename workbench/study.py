@@ -5,7 +5,7 @@ after each trial the run process copies it into DuckDB (short write transactions
 app can read the store while a study runs. Re-running the same command resumes the study
 up to its trial target. A new study gets a uuid (user attr ``wb.study_uid``) that the store
 records; a study whose name the store holds for another optuna study (its journal was deleted)
-is refused as it opens, before anything trains (see :mod:`workbench.ingest`). A crashed trial
+is refused as it opens, before anything trains (see :mod:`workbench.store.ingest`). A crashed trial
 is recorded as failed with its reason and the study goes on; Ctrl-C stops after recording every
 finished trial.
 
@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench import record
 from workbench.errors import WorkbenchError
 from workbench.space import Space
 
@@ -111,8 +112,12 @@ def make_sampler(name: str, space: Space, seed: int) -> optuna.samplers.BaseSamp
     raise WorkbenchError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
 
 
-def apply_overrides(space: Space, overrides: Mapping[str, Any], seed: int) -> Space:
-    return space.with_overrides({"train.seed": seed, **overrides})
+def apply_overrides(space: Space, overrides: Mapping[str, Any], repeats: int | None = None) -> Space:
+    """The space with ``--set`` values fixed and ``--repeats`` applied. The study's ``--seed``
+    is not a override: it is the first of the seeds a design trains under (``Space.seeds``),
+    and a ``train.seed`` the space declares (or ``--set``) wins over it."""
+    space = space.with_overrides(overrides) if overrides else space
+    return space.with_repeats(repeats) if repeats is not None else space
 
 
 def open_study(space: Space, opts: StudyOptions, storage_url: str, store: Store) -> optuna.Study:
@@ -123,7 +128,7 @@ def open_study(space: Space, opts: StudyOptions, storage_url: str, store: Store)
     """
     import optuna
 
-    from workbench.ingest import STUDY_UID_ATTR, check_study_identity, open_optuna_storage
+    from workbench.store.ingest import check_study_identity, open_optuna_storage
 
     storage = optuna.storages.get_storage(open_optuna_storage(storage_url))
     name = opts.study_name or space.name
@@ -143,30 +148,29 @@ def open_study(space: Space, opts: StudyOptions, storage_url: str, store: Store)
             f"study {name!r} exists with objectives {[d.name.lower() for d in study.directions]}, "
             f"but the space declares {space.directions}; use --study-name to start a new study"
         )
-    stored = study.user_attrs.get("wb.space")
+    stored = study.user_attrs.get(record.STUDY_SPACE)
     current = space.to_json()
     if stored is not None and stored.get("params") != current["params"]:
         raise WorkbenchError(
             f"study {name!r} exists with a different search space; use --study-name NEW to start a new study "
             "(or restore the space file)"
         )
-    study.set_user_attr("wb.space", current)
-    study.set_user_attr("wb.objectives", [o.to_json() for o in space.objectives])
+    study.set_user_attr(record.STUDY_SPACE, current)
+    study.set_user_attr(record.STUDY_OBJECTIVES, [o.to_json() for o in space.objectives])
     # Set once: a resumed study keeps its identity (read again: another process may have just set it).
-    if STUDY_UID_ATTR not in study.user_attrs:
-        study.set_user_attr(STUDY_UID_ATTR, uid)
+    if record.STUDY_UID not in study.user_attrs:
+        study.set_user_attr(record.STUDY_UID, uid)
     return study
 
 
 def _optuna_uid(storage: optuna.storages.BaseStorage, name: str) -> str | None:
     """``wb.study_uid`` of the study ``name`` in ``storage``; None when it has none or does not exist."""
-    from workbench.ingest import STUDY_UID_ATTR
 
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         return None
-    uid = storage.get_study_user_attrs(study_id).get(STUDY_UID_ATTR)
+    uid = storage.get_study_user_attrs(study_id).get(record.STUDY_UID)
     return None if uid is None else str(uid)
 
 
@@ -193,12 +197,14 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOutcome:
     """Run (or resume) the study of ``space`` until it has ``opts.trials`` finished trials."""
 
-    from workbench.ingest import ingest_study
+    from workbench.store.ingest import ingest_study
 
     device = resolve_device(opts.device)
-    target = opts.trials if opts.trials is not None else space.trials
-    if target < 1:
-        raise WorkbenchError(f"--trials must be >= 1, got {target}")
+    designs = opts.trials if opts.trials is not None else space.trials
+    if designs < 1:
+        raise WorkbenchError(f"--trials must be >= 1, got {designs}")
+    # A trial is one (design, seed) run: each design's first run queues its other seeds.
+    target = designs * space.repeats
     if opts.workers < 1:
         raise WorkbenchError(f"--workers must be >= 1, got {opts.workers}")
     storage_url = opts.storage or default_storage(opts.store)
@@ -280,11 +286,12 @@ def _work(
     since: datetime.datetime,
     show_progress: bool,
     console: Any = None,
+    main: bool = True,
 ) -> bool:
     """One worker: train trials back to back until the target; True if interrupted."""
 
-    from workbench.ingest import STUDY_UID_ATTR, ingest_trial
     from workbench.progress import StudyProgress
+    from workbench.store.ingest import ingest_trial
     from workbench.trial import TrialRunner
 
     progress = StudyProgress(total=target, done=already, enabled=show_progress, console=console)
@@ -297,9 +304,10 @@ def _work(
         on_trial_start=progress.trial_started,
         on_data=progress.message,
         reuse_duplicates=not opts.retrain_duplicates,
+        on_warning=progress.warn if main else None,
     )
 
-    uid = study.user_attrs.get(STUDY_UID_ATTR)
+    uid = study.user_attrs.get(record.STUDY_UID)
 
     def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         ingest_trial(store, study.study_name, frozen, study_uid=uid, storage_url=storage_url)
@@ -317,16 +325,26 @@ def _work(
 
     with progress:
         try:
-            if opts.workers == 1:
-                if target > already:
-                    optimize(target - already, opts.timeout)
-                return False
             deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
-            while claimed_count(study, since) < target and (deadline is None or time.monotonic() < deadline):
+            if opts.workers == 1 and target > already:
+                optimize(target - already, opts.timeout)
+            # Workers claim one trial at a time; and a design whose seeds are still queued (its
+            # first run was the last of the target) is finished, so every design has all its seeds.
+            while (deadline is None or time.monotonic() < deadline) and (
+                (opts.workers > 1 and claimed_count(study, since) < target) or queued_repeats(study)
+            ):
                 optimize(1)
         except KeyboardInterrupt:
             return True
     return False
+
+
+def queued_repeats(study: optuna.Study) -> int:
+    """Enqueued runs of a design's other seeds that no worker has started yet."""
+    import optuna
+
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return sum(1 for t in waiting if t.user_attrs.get(record.REPLICATE))
 
 
 def claimed_count(study: optuna.Study, since: datetime.datetime) -> int:
@@ -428,7 +446,9 @@ def _worker_main(
     device = resolve_device(opts.device)
     share_cpu_threads(device, opts.workers)
     try:
-        interrupted = _work(study, space, opts, device, store, storage_url, 0, target, since, False)
+        interrupted = _work(
+            study, space, opts, device, store, storage_url, 0, target, since, False, main=False
+        )
     except KeyboardInterrupt:
         interrupted = True
     sys.exit(130 if interrupted else 0)

@@ -1,13 +1,14 @@
 """One optuna trial: sample a design, check it, train it, measure it, record it.
 
 Everything a trial learns goes into its optuna user attributes (the ``wb.*`` contract read by
-:mod:`workbench.ingest`), so the optuna storage alone is enough to rebuild the DuckDB store.
+:mod:`workbench.store.ingest`), so the optuna storage alone is enough to rebuild the DuckDB store.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from workbench import record
 from workbench.config import DataConfig, TrialConfig
 from workbench.errors import WorkbenchError
 from workbench.model import GPT, model_cost
@@ -56,6 +58,7 @@ class TrialRunner:
     on_trial_start: Callable[[int, str], None] | None = None
     on_data: Callable[[str], None] | None = None
     reuse_duplicates: bool = True
+    on_warning: Callable[[str], None] | None = None
     _data: dict[DataConfig, TokenData] = field(default_factory=dict)
     _eval: dict[tuple[DataConfig, int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = field(
         default_factory=dict
@@ -68,7 +71,19 @@ class TrialRunner:
             from workbench.data import prepare_tokens
 
             self._data[cfg] = prepare_tokens(cfg, progress=self.on_data)
+            self._warn_epochs(cfg, len(self._data[cfg].train))
         return self._data[cfg]
+
+    def _warn_epochs(self, cfg: DataConfig, corpus_tokens: int) -> None:
+        """Once per corpus, before training: a budget past one epoch measures memorisation."""
+        budget = self.space.max_tokens()
+        if self.on_warning is None or budget <= corpus_tokens:
+            return
+        self.on_warning(
+            f"warning: the budget trains up to {budget:,} tokens per run, {budget / corpus_tokens:.1f} epochs of "
+            f"corpus {cfg.corpus!r} ({corpus_tokens:,} training tokens); past one epoch perplexity measures "
+            "memorisation more than capacity. Use a larger corpus (workbench data --help) or a smaller budget."
+        )
 
     def train_tokens(self, cfg: DataConfig) -> np.ndarray | DeviceTokens:
         """The training split: on a GPU moved to device memory once per worker, else the memmap."""
@@ -86,7 +101,7 @@ class TrialRunner:
         The count depends only on those (the model is built under ``train.seed``), so trials
         that differ in training knobs alone skip the CPU trace.
         """
-        from workbench.flops import fvcore_flops_per_token
+        from workbench.model.flops import fvcore_flops_per_token
 
         key = (cfg.data, cfg.model, vocab_size, cfg.train.seed)
         if key not in self._fvcore:
@@ -110,85 +125,161 @@ class TrialRunner:
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...] | float:
         import optuna
 
-        trial.set_user_attr("wb.provenance", provenance(self.device, self.seed))
+        trial.set_user_attr(record.PROVENANCE, provenance(self.device, self.seed))
         try:
             values = self._run(trial)
         except Infeasible as exc:
-            trial.set_user_attr("wb.status", "infeasible")
-            trial.set_user_attr("wb.error", str(exc))
+            trial.set_user_attr(record.STATUS, "infeasible")
+            trial.set_user_attr(record.ERROR, str(exc))
             raise optuna.TrialPruned(str(exc)) from None
         except optuna.TrialPruned:
-            trial.set_user_attr("wb.status", "pruned")
+            trial.set_user_attr(record.STATUS, "pruned")
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr("wb.status", "interrupted")
-            trial.set_user_attr("wb.error", "interrupted by the user (Ctrl-C)")
+            trial.set_user_attr(record.STATUS, "interrupted")
+            trial.set_user_attr(record.ERROR, "interrupted by the user (Ctrl-C)")
             raise
         except Exception as exc:
-            trial.set_user_attr("wb.status", "failed")
-            trial.set_user_attr("wb.error", f"{type(exc).__name__}: {exc}"[:2000])
+            trial.set_user_attr(record.STATUS, "failed")
+            trial.set_user_attr(record.ERROR, f"{type(exc).__name__}: {exc}"[:2000])
             raise
         finally:
             gc.collect()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-        trial.set_user_attr("wb.status", "complete")
+        trial.set_user_attr(record.STATUS, "complete")
         return values[0] if self.single_objective else values
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
         sample = self.space.sample(trial)
-        cfg = sample.config
-        assert cfg is not None
-        trial.set_user_attr("wb.config", cfg.to_dict())
-        config_hash = cfg.config_hash()
-        trial.set_user_attr("wb.config_hash", config_hash)
-        analytic = sample.cost
-        assert analytic is not None
-        trial.set_user_attr(
-            "wb.metrics",
-            {
-                "flops_per_token": analytic.flops_per_token,
-                "params_total": analytic.params_total,
-                "params_active": analytic.params_active,
-            },
+        assert sample.config is not None and sample.cost is not None
+        seeds = self.space.seeds(self.seed)
+        replicate = int(trial.user_attrs.get(record.REPLICATE, 0))
+        if not 0 <= replicate < len(seeds):
+            raise WorkbenchError(
+                f"{record.REPLICATE}={replicate}: the space trains {len(seeds)} seeds per design"
+            )
+        tuned: dict[str, Any] = dict(trial.user_attrs.get(record.TUNED) or {})
+        cfg = with_train(sample.config, seed=seeds[replicate], **_train_fields(tuned))
+        design = cfg.design_hash(self.space.tuned)
+        trial.set_user_attr(record.REPLICATE, replicate)
+        trial.set_user_attr(record.DESIGN_HASH, design)
+        self._record_config(trial, cfg)
+        analytic = record.TrialMetrics(
+            flops_per_token=sample.cost.flops_per_token,
+            params_total=sample.cost.params_total,
+            params_active=sample.cost.params_active,
         )
+        trial.set_user_attr(record.METRICS, analytic.to_dict())
         if not sample.feasible:
             raise Infeasible(sample.infeasible_reason)
-        twin = self.finished_twin(trial, config_hash) if self.reuse_duplicates else None
+        twin = self.finished_twin(trial, design, cfg.train.seed) if self.reuse_duplicates else None
         if twin is not None:
-            metrics = {**twin.user_attrs["wb.metrics"], "duplicate_of": twin.number}
-            for key in ("wb.curve", "wb.routing"):
+            reused = record.TrialMetrics.from_dict(twin.user_attrs[record.METRICS])
+            metrics = dataclasses.replace(reused, duplicate_of=twin.number)
+            for key in (
+                record.CURVE,
+                record.ROUTING,
+                record.TUNED,
+                record.TUNING,
+                record.CONFIG,
+                record.CONFIG_HASH,
+            ):
                 if key in twin.user_attrs:
                     trial.set_user_attr(key, twin.user_attrs[key])
+            tuned = dict(twin.user_attrs.get(record.TUNED) or {})
         else:
+            if replicate == 0 and self.space.tuned:
+                tuned = self.tune(cfg, trial)
+                cfg = with_train(cfg, **_train_fields(tuned))
+                self._record_config(trial, cfg)
             if self.on_trial_start:
                 self.on_trial_start(trial.number, describe(cfg))
+        if replicate == 0:
+            # The design's other seeds go to the front of the queue (optuna runs enqueued trials
+            # first), so any free worker takes them, with the values this run fitted.
+            for other in range(1, len(seeds)):
+                trial.study.enqueue_trial(
+                    dict(trial.params), user_attrs={record.REPLICATE: other, record.TUNED: tuned}
+                )
+        if twin is None:
             metrics = self.train_and_measure(cfg, trial)
-        trial.set_user_attr("wb.metrics", metrics)
+        trial.set_user_attr(record.METRICS, metrics.to_dict())
         values = []
         for objective in self.space.objectives:
-            value = metrics.get(objective.metric)
+            value = getattr(metrics, objective.metric)
             if value is None or not math.isfinite(float(value)):
                 raise WorkbenchError(f"objective {objective.metric} is {value!r} after training")
             values.append(float(value))
         return tuple(values)
 
     @staticmethod
-    def finished_twin(trial: optuna.Trial, config_hash: str) -> optuna.trial.FrozenTrial | None:
-        """The first complete, trained trial of ``trial``'s study with this config hash, if any."""
+    def _record_config(trial: optuna.Trial, cfg: TrialConfig) -> None:
+        trial.set_user_attr(record.CONFIG, cfg.to_dict())
+        trial.set_user_attr(record.CONFIG_HASH, cfg.config_hash())
+
+    def tune(self, cfg: TrialConfig, trial: optuna.Trial | None = None) -> dict[str, Any]:
+        """Fit the space's ``Tuned`` knobs to this design: one short run per combination of their
+        values (a fraction of the budget, the schedule compressed to it); the lowest validation
+        loss wins. The probes are recorded on ``trial`` (``wb.tuning``), the winner returned."""
+        names = list(self.space.tuned)
+        fraction = min(p.fraction for p in self.space.tuned.values())
+        probes: list[dict[str, Any]] = []
+        best: tuple[float, dict[str, Any]] | None = None
+        for combo in itertools.product(*(self.space.tuned[n].values for n in names)):
+            values = dict(zip(names, combo, strict=True))
+            short = with_train(
+                cfg,
+                tokens=max(1, int(cfg.train.tokens * fraction)),
+                seconds=cfg.train.seconds * fraction,
+                **_train_fields(values),
+            )
+            if self.on_trial_start and trial is not None:
+                self.on_trial_start(trial.number, f"tuning {_describe_values(values)} | {describe(short)}")
+            try:
+                probe = self.train_and_measure(short)
+                loss = probe.val_loss if probe.val_loss is not None else math.inf
+                error = None
+            except (WorkbenchError, RuntimeError) as exc:  # a diverging rate is a result, not a crash
+                loss, probe, error = math.inf, record.TrialMetrics(), f"{type(exc).__name__}: {exc}"[:500]
+            probes.append(
+                {
+                    "values": values,
+                    "val_loss": loss if math.isfinite(loss) else None,
+                    "tokens_trained": probe.tokens_trained,
+                    "train_seconds": probe.train_seconds,
+                    "error": error,
+                }
+            )
+            if math.isfinite(loss) and (best is None or loss < best[0]):
+                best = (loss, values)
+        if trial is not None:
+            trial.set_user_attr(record.TUNING, probes)
+        if best is None:
+            raise WorkbenchError(f"tuning {', '.join(names)}: every probe run failed or diverged")
+        if trial is not None:
+            trial.set_user_attr(record.TUNED, best[1])
+        return best[1]
+
+    @staticmethod
+    def finished_twin(trial: optuna.Trial, design: str, seed: int) -> optuna.trial.FrozenTrial | None:
+        """The first complete, trained trial of ``trial``'s study of this design and seed, if any."""
         from optuna.trial import TrialState
 
         for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             attrs = other.user_attrs
+            config = attrs.get(record.CONFIG)
             if (
-                attrs.get("wb.config_hash") == config_hash
-                and isinstance(attrs.get("wb.metrics"), dict)
-                and "duplicate_of" not in attrs["wb.metrics"]
+                attrs.get(record.DESIGN_HASH) == design
+                and isinstance(config, dict)
+                and config.get("train", {}).get("seed") == seed
+                and isinstance(attrs.get(record.METRICS), dict)
+                and "duplicate_of" not in attrs[record.METRICS]
             ):
                 return other
         return None
 
-    def train_and_measure(self, cfg: TrialConfig, trial: optuna.Trial | None = None) -> dict[str, Any]:
+    def train_and_measure(self, cfg: TrialConfig, trial: optuna.Trial | None = None) -> record.TrialMetrics:
         """Build, train and measure one design; records curves and routing on ``trial``."""
         from workbench.train import train
 
@@ -210,7 +301,7 @@ class TrialRunner:
                 if trial.should_prune():
                     import optuna
 
-                    trial.set_user_attr("wb.curve", [list(c) for c in curve_so_far])
+                    trial.set_user_attr(record.CURVE, [list(c) for c in curve_so_far])
                     raise optuna.TrialPruned(f"pruned at step {step} (val_loss {val_loss:.3f})")
 
         curve_so_far: list[tuple[int, str, float]] = []
@@ -226,28 +317,30 @@ class TrialRunner:
         )
         wall = time.perf_counter() - started
         if trial is not None:
-            trial.set_user_attr("wb.curve", [list(c) for c in result.curve])
-            trial.set_user_attr("wb.routing", result.routing)
+            trial.set_user_attr(record.CURVE, [list(c) for c in result.curve])
+            trial.set_user_attr(record.ROUTING, result.routing)
         del model
-        return {
-            "val_ppl": result.val_ppl,
-            "val_loss": result.val_loss,
-            "flops_per_token": cost.flops_per_token,
-            "flops_per_token_fvcore": fvcore_flops,
-            "params_total": cost.params_total,
-            "params_active": cost.params_active,
-            "tokens_per_s": result.tokens_per_s,
-            "peak_mem_bytes": result.peak_mem_bytes,
-            "train_seconds": result.train_seconds,
-            "wall_seconds": wall,
-            "compile_seconds": result.compile_seconds,
-            "cuda_graph": result.cuda_graph,
-            "eager_reason": result.eager_reason,
-            "master_weights": result.master_weights,
-            "tokens_trained": result.tokens_trained,
-            "steps": result.steps,
-            "stopped_by": result.stopped_by,
-        }
+        return record.TrialMetrics(
+            val_ppl=result.val_ppl,
+            val_loss=result.val_loss,
+            flops_per_token=cost.flops_per_token,
+            flops_per_token_fvcore=fvcore_flops,
+            params_total=cost.params_total,
+            params_active=cost.params_active,
+            tokens_per_s=result.tokens_per_s,
+            peak_mem_bytes=result.peak_mem_bytes,
+            train_seconds=result.train_seconds,
+            wall_seconds=wall,
+            compile_seconds=result.compile_seconds,
+            cuda_graph=result.cuda_graph,
+            eager_reason=result.eager_reason,
+            master_weights=result.master_weights,
+            tokens_trained=result.tokens_trained,
+            steps=result.steps,
+            epochs=result.tokens_trained / len(data.train),
+            corpus_tokens=len(data.train),
+            stopped_by=result.stopped_by,
+        )
 
 
 def describe(cfg: TrialConfig) -> str:
@@ -256,3 +349,19 @@ def describe(cfg: TrialConfig) -> str:
     knobs = {k: v for k, v in dataclasses.asdict(mem).items() if k not in ("impl",)}
     parts = [mem.kind] + [f"{k}={v}" for k, v in knobs.items()]
     return f"{' '.join(parts)} | d={cfg.model.d_model} L={cfg.model.n_layers} lr={cfg.train.lr:.2g}"
+
+
+def with_train(cfg: TrialConfig, **fields: Any) -> TrialConfig:
+    """``cfg`` with some ``train`` fields replaced (validated again)."""
+    if not fields:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **fields))
+
+
+def _train_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 0.002}`` -> ``{"lr": 0.002}``."""
+    return {name.removeprefix("train."): value for name, value in values.items()}
+
+
+def _describe_values(values: dict[str, Any]) -> str:
+    return " ".join(f"{name.removeprefix('train.')}={value:.3g}" for name, value in values.items())

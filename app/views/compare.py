@@ -47,8 +47,9 @@ short = explore.trial_labels(trials, keys)
 st.subheader("Metrics")
 metrics = explore.metric_table(trials, keys)
 if not metrics.empty:
-    st.dataframe(
+    common.table(
         metrics.rename(columns=short),
+        "compare_metrics_table",
         column_config={c: st.column_config.NumberColumn(format="%.6g") for c in short.values()},
     )
 
@@ -58,13 +59,30 @@ available = sorted(curves["metric"].unique()) if not curves.empty else []
 if not available:
     st.info("None of these trials recorded learning curves.")
 else:
-    metric = st.selectbox(
-        "Curve",
+    c1, c2, c3 = st.columns([4, 2, 1])
+    wanted = [m for m in ("val_loss", "train_loss") if m in available] or available[:1]
+    shown_metrics = c1.multiselect(
+        "Curves",
         available,
-        index=available.index("val_loss") if "val_loss" in available else 0,
-        key="compare_metric",
+        default=wanted,
+        key="compare_metrics",
+        help="Validation curves are solid, training curves dotted; one colour per trial.",
     )
-    st.plotly_chart(explore.compare_curves_figure(curves, short, metric), key="compare_curves")
+    x = c2.radio(
+        "x axis",
+        ["step", "tokens"],
+        horizontal=True,
+        key="compare_x",
+        help="Tokens: the tokens trained by each step (the trial's tokens / steps).",
+    )
+    log_x = c3.toggle("log x", value=False, key="compare_log_x")
+    if not shown_metrics:
+        st.info("Choose at least one curve.")
+    else:
+        data = explore.with_tokens(curves, trials) if x == "tokens" else curves
+        common.chart(
+            explore.compare_curves_figure(data, short, shown_metrics, x=x, log_x=log_x), "compare_curves"
+        )
 
 st.subheader("Parameters")
 only = st.toggle("Only parameters that differ", value=True, key="compare_only_diff")
@@ -78,4 +96,4 @@ shown = (
 styled = shown.style.apply(
     lambda r: ["background-color: #fff3b0" if diff.loc[r.name, "differs"] else "" for _ in r], axis=1
 )
-st.dataframe(styled)
+common.table(diff.rename(columns=short), "compare_params", shown=styled)

@@ -66,9 +66,9 @@ if info.cells.empty:
 at = info.facets[0]
 if facet:
     at = st.radio(f"Heatmap at {facet}", info.facets, horizontal=True, key="grid_at")
-st.plotly_chart(explore.heatmap_figure(info, at), key="grid_heatmap")
+common.chart(explore.heatmap_figure(info, at), "grid_heatmap")
 st.caption(f"{reduce} of {metric} per cell, n = trials in the cell; n/a: trials without the parameter.")
 st.subheader("Lines" + (f" by {facet}" if facet else ""))
-st.plotly_chart(explore.lines_figure(info), key="grid_lines")
+common.chart(explore.lines_figure(info), "grid_lines")
 if facet and len(info.facets) > 6:
     st.caption(f"Showing the first 6 of {len(info.facets)} values of {facet}.")

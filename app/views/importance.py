@@ -61,15 +61,21 @@ st.caption(
     + (f" (a random sample of {result.n_available})" if result.n_trials < result.n_available else "")
     + "; importances sum to 1 per objective."
 )
-st.plotly_chart(explore.importance_figure(result), key="imp_chart")
+common.chart(explore.importance_figure(result), "imp_chart")
 if result.left_out:
     st.caption(
         f"Left out (missing in some trials): {', '.join(result.left_out)}. Pick one selection method above to assess them."
     )
-st.dataframe(
+sort_by = (
+    st.radio("Sort by", picked, horizontal=True, key="imp_sort", help="Importances are per objective.")
+    if len(picked) > 1
+    else picked[0]
+)
+common.table(
     result.table.pivot(index="parameter", columns="objective", values="importance")[picked].sort_values(
-        picked[0], ascending=False
+        sort_by, ascending=False
     ),
+    "importance",
     column_config={
         o: st.column_config.ProgressColumn(o, min_value=0.0, max_value=1.0, format="%.3f") for o in picked
     },

@@ -3,12 +3,12 @@
 import common
 import streamlit as st
 
-from workbench import sqlguard
+from workbench import explore
 from workbench.errors import StoreError
 
 st.title("SQL")
 st.caption(
-    sqlguard.ALLOWED_HELP
+    explore.ALLOWED_HELP
     + " Tables: studies, trials, params, curves, routing, routing_load, provenance; views: trial_overview, routing_summary."
 )
 EXAMPLE = (
@@ -18,9 +18,9 @@ EXAMPLE = (
 query = st.text_area("Query", value=EXAMPLE, height=140, key="sql_query")
 if st.button("Run", type="primary", key="sql_run") or "sql_result" not in st.session_state:
     try:
-        st.session_state["sql_result"] = sqlguard.run_query(common.store_path(), query)
+        st.session_state["sql_result"] = explore.run_query(common.store_path(), query)
         st.session_state["sql_error"] = None
-    except (sqlguard.SqlRefused, StoreError) as exc:
+    except (explore.SqlRefused, StoreError) as exc:
         st.session_state["sql_result"] = None
         st.session_state["sql_error"] = str(exc)
 
@@ -30,11 +30,4 @@ result = st.session_state.get("sql_result")
 if result is not None:
     more = f" (first {len(result.frame):,} rows)" if result.truncated else ""
     st.caption(f"{len(result.frame):,} rows{more} in {result.seconds * 1000:.0f} ms")
-    st.dataframe(result.frame, hide_index=True)
-    st.download_button(
-        "Download CSV",
-        result.frame.to_csv(index=False),
-        file_name="query.csv",
-        mime="text/csv",
-        key="sql_csv",
-    )
+    common.table(result.frame, "query", hide_index=True)

@@ -22,8 +22,9 @@ c1.metric("studies", len(overview))
 c2.metric("trials", int(total["n_trials"]))
 c3.metric("complete", int(total["n_complete"]))
 c4.metric("failed", int(total["n_failed"]))
-st.dataframe(
+common.table(
     overview,
+    "studies",
     hide_index=True,
     column_config={
         "study_name": "study",
@@ -55,6 +56,10 @@ for row in studies.itertuples():
 failed = explore.failed_trials(trials)
 if not failed.empty:
     st.subheader(f"Trials that did not complete ({len(failed)})")
-    st.dataframe(
-        failed, hide_index=True, column_config={"error": st.column_config.TextColumn("reason", width="large")}
+    st.caption("The Health page groups them by reason.")
+    common.table(
+        failed,
+        "studies_failed",
+        hide_index=True,
+        column_config={"error": st.column_config.TextColumn("reason", width="large")},
     )

@@ -1,6 +1,7 @@
 """Trial detail: full config, metrics, learning curves, routing statistics and provenance of one trial."""
 
 import common
+import pandas as pd
 import streamlit as st
 
 from workbench import explore
@@ -66,13 +67,14 @@ with tabs[0]:
     if detail.curves.empty:
         st.info("No learning curves were recorded for this trial.")
     else:
-        st.plotly_chart(explore.curves_figure(detail.curves), key="trial_curves")
+        common.chart(explore.curves_figure(detail.curves), "trial_curves")
 with tabs[1]:
     if detail.routing.empty:
         st.info("No routing statistics: this memory layer does not route (or the trial did not train).")
     else:
-        st.dataframe(
+        common.table(
             detail.routing.drop(columns=["study_name", "trial_number"]),
+            "trial_routing",
             hide_index=True,
             column_config={
                 "entropy_ratio": st.column_config.ProgressColumn(
@@ -84,39 +86,54 @@ with tabs[1]:
         )
         if not detail.routing_load.empty:
             st.caption("Load per block: the fraction of routed tokens each block received.")
-            st.plotly_chart(explore.routing_load_figure(detail.routing_load), key="trial_load")
+            common.chart(explore.routing_load_figure(detail.routing_load), "trial_load")
 with tabs[2]:
     c1, c2 = st.columns(2)
     with c1:
         st.caption("Parameters (★ sampled by the study, the rest fixed by the space or defaults)")
-        st.dataframe(
-            detail.params.assign(
+        common.table(
+            detail.params,
+            "trial_params",
+            shown=detail.params.assign(
                 value=detail.params["value"].astype(str),
                 sampled=detail.params["sampled"].map({True: "★", False: ""}),
             ),
             hide_index=True,
         )
     with c2:
+        sampled = detail.params[detail.params["sampled"]]
+        st.caption(f"Train it again (assumes its space file is `spaces/{row.get('space_name')}.py`):")
+        st.code(
+            explore.rerun_command(
+                str(row.get("space_name")),
+                study,
+                int(number),
+                dict(zip(sampled["name"], sampled["value"], strict=True)),
+                tokens=(detail.config.get("train") or {}).get("tokens"),
+                seed=detail.provenance.get("seed"),
+            ),
+            language="bash",
+        )
         st.caption("Config as trained")
         st.json(detail.config, expanded=2)
 with tabs[3]:
-    st.dataframe(
-        detail.metrics, hide_index=True, column_config={"value": st.column_config.NumberColumn(format="%.6g")}
+    common.table(
+        detail.metrics,
+        "trial_metrics",
+        hide_index=True,
+        column_config={"value": st.column_config.NumberColumn(format="%.6g")},
     )
 with tabs[4]:
     if not detail.provenance:
         st.info("No provenance was recorded for this trial.")
     else:
-        st.dataframe(
-            [
-                {"field": k, "value": str(v)}
-                for k, v in detail.provenance.items()
-                if k not in ("study_name", "trial_number")
-            ],
-            hide_index=True,
-        )
+        fields = [
+            {"field": k, "value": str(v)}
+            for k, v in detail.provenance.items()
+            if k not in ("study_name", "trial_number")
+        ]
+        common.table(pd.DataFrame(fields), "trial_provenance", hide_index=True)
         if detail.packages:
             st.caption("Package versions")
-            st.dataframe(
-                [{"package": k, "version": v} for k, v in sorted(detail.packages.items())], hide_index=True
-            )
+            versions = pd.DataFrame(sorted(detail.packages.items()), columns=["package", "version"])
+            common.table(versions, "trial_packages", hide_index=True)

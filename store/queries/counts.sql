@@ -5,4 +5,5 @@ UNION ALL SELECT 'params', count(*) FROM params
 UNION ALL SELECT 'curves', count(*) FROM curves
 UNION ALL SELECT 'routing', count(*) FROM routing
 UNION ALL SELECT 'routing_load', count(*) FROM routing_load
-UNION ALL SELECT 'provenance', count(*) FROM provenance;
+UNION ALL SELECT 'provenance', count(*) FROM provenance
+UNION ALL SELECT 'tuning', count(*) FROM tuning;

@@ -5,3 +5,4 @@ DELETE FROM curves WHERE study_name = $study_name AND trial_number = $trial_numb
 DELETE FROM routing WHERE study_name = $study_name AND trial_number = $trial_number;
 DELETE FROM routing_load WHERE study_name = $study_name AND trial_number = $trial_number;
 DELETE FROM provenance WHERE study_name = $study_name AND trial_number = $trial_number;
+DELETE FROM tuning WHERE study_name = $study_name AND trial_number = $trial_number;

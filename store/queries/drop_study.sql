@@ -5,4 +5,5 @@ DELETE FROM curves WHERE study_name = $study_name;
 DELETE FROM routing WHERE study_name = $study_name;
 DELETE FROM routing_load WHERE study_name = $study_name;
 DELETE FROM provenance WHERE study_name = $study_name;
+DELETE FROM tuning WHERE study_name = $study_name;
 DELETE FROM studies WHERE study_name = $study_name;

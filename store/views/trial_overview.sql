@@ -8,7 +8,7 @@ SELECT
     p.git_dirty,
     p.device,
     p.device_name,
-    p.seed,
+    p.seed AS study_seed,
     r.routing_layers,
     r.mean_entropy_ratio,
     r.min_entropy_ratio,

@@ -6,8 +6,17 @@ Typical use::
     x_BT, y_BT = random_batch(data.train, 16, 128, generator, device)
 """
 
-from workbench.data.batches import Batch, DeviceTokens, eval_batches, random_batch, window_starts
-from workbench.data.corpus import KJV, CorpusText, cache_root, kjv_text, load_text
+from workbench.data.batches import Batch, Batches, DeviceTokens, eval_batches, random_batch, window_starts
+from workbench.data.corpus import (
+    KJV,
+    CorpusExport,
+    CorpusText,
+    cache_root,
+    export_corpus,
+    kjv_text,
+    load_text,
+)
+from workbench.data.sources import CORPORA
 from workbench.data.tokenizer import (
     MAX_VOCAB,
     MIN_BPE_VOCAB,
@@ -20,19 +29,23 @@ from workbench.data.tokenizer import (
 from workbench.data.tokens import TokenData, prepare_tokens, split_chunks
 
 __all__ = [
+    "CORPORA",
     "KJV",
     "MAX_VOCAB",
     "MIN_BPE_VOCAB",
     "TOKENIZERS",
     "BPETokenizer",
     "Batch",
+    "Batches",
     "ByteTokenizer",
+    "CorpusExport",
     "CorpusText",
     "DeviceTokens",
     "TokenData",
     "Tokenizer",
     "cache_root",
     "eval_batches",
+    "export_corpus",
     "get_tokenizer",
     "kjv_text",
     "load_text",

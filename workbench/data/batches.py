@@ -67,8 +67,7 @@ def eval_batches(
 class DeviceTokens:
     """A token array moved to ``device`` once; batches are sliced there, without host copies.
 
-    :meth:`random_batch` draws the same windows as :func:`random_batch` for the same generator
-    state: the starts are drawn on the CPU generator, then gathered on the device.
+    :class:`Batches` gathers training windows from it on the device.
     """
 
     def __init__(self, tokens: np.ndarray, device: torch.device | str) -> None:
@@ -79,11 +78,47 @@ class DeviceTokens:
     def __len__(self) -> int:
         return self.tokens_N.numel()
 
-    def random_batch(self, batch_size: int, seq_len: int, generator: torch.Generator) -> Batch:
-        """``(x_BT, y_BT)`` int64 on the device, the windows :func:`random_batch` would draw."""
-        starts_B = window_starts(len(self), batch_size, seq_len, generator).to(self.device)
-        offsets_T1 = torch.arange(seq_len + 1, device=self.device)
-        return _split(self.tokens_N[starts_B[:, None] + offsets_T1].long())
+
+class Batches:
+    """The training windows of one run, in order: ``next()`` gives ``(x_BT, y_BT)`` on the device.
+
+    On the CPU each batch is cut from the token array as :func:`random_batch`
+    does. On a GPU the tokens sit in device memory and all window starts are drawn up front
+    (the same draws, from the same generator, as step-by-step calls) and copied in one
+    transfer, so no step waits on a host-to-device copy.
+    """
+
+    def __init__(
+        self,
+        tokens: np.ndarray | DeviceTokens,
+        batch_size: int,
+        seq_len: int,
+        steps: int,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
+        self.batch_size, self.seq_len, self.device = batch_size, seq_len, device
+        self.generator = generator
+        self.host: np.ndarray | None = None
+        if device.type == "cpu" and not isinstance(tokens, DeviceTokens):
+            self.host = tokens
+            return
+        self.tokens = tokens if isinstance(tokens, DeviceTokens) else DeviceTokens(tokens, device)
+        starts_SB = window_starts(len(self.tokens), batch_size * steps, seq_len, generator).view(
+            steps, batch_size
+        )
+        if device.type == "cuda":
+            starts_SB = starts_SB.pin_memory()
+        self.starts_SB = starts_SB.to(device, non_blocking=True)
+        self.offsets_T1 = torch.arange(seq_len + 1, device=device)
+        self.step = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.host is not None:
+            return random_batch(self.host, self.batch_size, self.seq_len, self.generator, self.device)
+        w_BT1 = self.tokens.tokens_N[self.starts_SB[self.step][:, None] + self.offsets_T1].long()
+        self.step += 1
+        return w_BT1[:, :-1], w_BT1[:, 1:]
 
 
 def _to_device(w_BT1: torch.Tensor, device: torch.device | str) -> Batch:

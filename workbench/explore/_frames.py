@@ -21,6 +21,7 @@ from workbench.errors import WorkbenchError
 from workbench.pareto import Direction
 from workbench.store import Store
 
+STORE_ENV = "WORKBENCH_STORE"  # the store the app reads, set by `workbench app`
 MISSING = "n/a"  # the filter value of a trial that lacks the parameter (a dense layer has no n_experts)
 MAX_CATEGORIES = 12  # a numeric parameter with at most this many values is filtered like a category
 _SQL = Path(__file__).resolve().parent / "sql"
@@ -48,6 +49,7 @@ COMPUTE_AXES: dict[str, Axis] = {
         Axis(column="params_active", label="active parameters"),
         Axis(column="tokens_per_s", label="training tokens/s", direction="maximize"),
         Axis(column="train_seconds", label="train time (s)"),
+        Axis(column="peak_mem_bytes", label="peak memory (bytes)"),
     )
 }
 # Trial columns worth plotting or comparing, in display order, with the better direction.
@@ -56,7 +58,6 @@ METRICS: dict[str, Axis] = {
     "val_loss": Axis(column="val_loss", label="validation loss"),
     **COMPUTE_AXES,
     "flops_per_token_fvcore": Axis(column="flops_per_token_fvcore", label="FLOPs per token (fvcore)"),
-    "peak_mem_bytes": Axis(column="peak_mem_bytes", label="peak memory (bytes)"),
     "mean_entropy_ratio": Axis(
         column="mean_entropy_ratio", label="routing balance (entropy ratio)", direction="maximize"
     ),
@@ -73,6 +74,11 @@ def data_version(store: Store) -> tuple[Any, ...]:
     """A fingerprint of the store's contents that changes whenever a trial is (re)ingested."""
     row = store.sql(sql("data_version")).iloc[0]
     return tuple(None if pd.isna(v) else str(v) for v in row)
+
+
+def trials_in(version: tuple[Any, ...]) -> int:
+    """The number of stored trials (any status) in a :func:`data_version` fingerprint."""
+    return int(version[1])
 
 
 # --- trial keys ------------------------------------------------------------------------------------

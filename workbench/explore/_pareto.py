@@ -1,7 +1,7 @@
 """The Pareto explorer: perplexity against a compute axis, the non-dominated front per study.
 
 Computing and drawing are apart: :func:`get_pareto_info` filters the trials and finds the fronts
-(an O(N log N) sweep in numpy, fast for 10^4-10^5 trials); :func:`pareto_figure` draws it with
+(:func:`workbench.pareto.front_mask`, an O(N log N) sweep); :func:`pareto_figure` draws it with
 plotly, switching to WebGL (``Scattergl``) above :data:`WEBGL_MIN_POINTS` points.
 """
 
@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from workbench.explore._frames import (
@@ -26,7 +25,7 @@ from workbench.explore._frames import (
     value_label,
     with_keys,
 )
-from workbench.pareto import Direction
+from workbench.pareto import front_mask
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -35,32 +34,6 @@ WEBGL_MIN_POINTS = 1500
 SYMBOLS = ("circle", "square", "diamond", "cross", "x", "triangle-up", "triangle-down", "star", "hexagon")
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
 FRONT_DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
-
-
-def front_mask(
-    x_N: npt.ArrayLike, y_N: npt.ArrayLike, x_dir: Direction, y_dir: Direction
-) -> npt.NDArray[np.bool_]:
-    """True where no other point is at least as good on both axes and better on one.
-
-    Same semantics as :func:`workbench.pareto.non_dominated_mask` (NaN is never on the front;
-    equal points do not dominate each other) in O(N log N): sort by x, then keep a point when
-    its y is the best of its x and strictly better than every y at a better x.
-    """
-    x = np.asarray(x_N, dtype=float) * (1.0 if x_dir == "minimize" else -1.0)
-    y = np.asarray(y_N, dtype=float) * (1.0 if y_dir == "minimize" else -1.0)
-    mask_N = np.zeros(len(x), dtype=bool)
-    valid = np.flatnonzero(~(np.isnan(x) | np.isnan(y)))
-    if len(valid) == 0:
-        return mask_N
-    order = valid[np.lexsort((y[valid], x[valid]))]
-    xs, ys = x[order], y[order]
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])  # first index of each distinct x
-    group_min = np.minimum.reduceat(ys, starts)  # sorted by y within x, so the group's first y
-    before = np.r_[np.inf, np.minimum.accumulate(group_min)[:-1]]  # best y at any strictly smaller x
-    group_of = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(xs)]))
-    keep = (ys == group_min[group_of]) & (ys < before[group_of])
-    mask_N[order[keep]] = True
-    return mask_N
 
 
 class ParetoInfo(NamedTuple):
@@ -158,13 +131,23 @@ def category_colors(values: Sequence[object]) -> dict[str, str]:
 
 
 def pareto_figure(
-    info: ParetoInfo, *, log_x: bool = True, log_y: bool = True, height: int = 560
+    info: ParetoInfo,
+    *,
+    log_x: bool = True,
+    log_y: bool = True,
+    height: int = 560,
+    show_dominated: bool = True,
+    highlight: Sequence[str] = (),
 ) -> go.Figure:
-    """Points coloured by ``info.color`` and shaped by ``info.symbol``; each study's front as a step line."""
+    """Points coloured by ``info.color`` and shaped by ``info.symbol``; each study's front as a step line.
+
+    ``show_dominated=False`` draws only the designs on a front (the axes keep their range, so the
+    picture does not jump); ``highlight`` rings the trials of those keys (a picked design).
+    """
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    pts = info.points
+    pts = info.points if show_dominated else info.points[info.points["on_front"]]
     webgl = len(pts) >= WEBGL_MIN_POINTS
     scatter = go.Scattergl if webgl else go.Scatter
     x_col, y_col = info.x.column, info.y.column
@@ -204,7 +187,7 @@ def pareto_figure(
                 fig.add_trace(entry.update(legend="legend2"))
         # Fronts are sorted best x first, so the attainable perplexity holds until the next point.
         for i, (study, front) in enumerate(info.fronts.groupby("study_name", sort=True)):
-            xs, ys = front_steps(front, info, pts[x_col])
+            xs, ys = front_steps(front, info, info.points[x_col])
             fig.add_trace(
                 go.Scatter(
                     x=xs,
@@ -235,6 +218,22 @@ def pareto_figure(
                     hovertemplate=_hover_template(info, "<b>on the front</b><br>"),
                 )
             )
+        marked = pts[pts["key"].isin(list(highlight))]
+        if len(marked):
+            fig.add_trace(
+                go.Scatter(
+                    x=marked[x_col],
+                    y=marked[y_col],
+                    mode="markers",
+                    marker={"size": 20, "symbol": "circle-open", "color": "#e4572e", "line": {"width": 3}},
+                    name="front · picked",
+                    hoverinfo="skip",
+                )
+            )
+    if not show_dominated and len(info.points):
+        # Keep the full range so hiding the dominated designs does not rescale the axes.
+        fig.update_xaxes(range=_range(info.points[x_col], log_x))
+        fig.update_yaxes(range=_range(info.points[y_col], log_y))
     fig.update_layout(
         height=height,
         margin={"l": 10, "r": 10, "t": 30, "b": 60 if info.symbol else 10},
@@ -254,6 +253,15 @@ def pareto_figure(
     fig.update_xaxes(title=info.x.label, type="log" if log_x else "linear", nticks=8)
     fig.update_yaxes(title=info.y.label, type="log" if log_y else "linear", nticks=10)
     return fig
+
+
+def _range(values: pd.Series, log: bool) -> list[float]:
+    """An axis range (in plotly's units: log10 on a log axis) spanning ``values`` with 4% padding."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    v = np.log10(v[v > 0]) if log else v[np.isfinite(v)]
+    low, high = float(np.min(v)), float(np.max(v))
+    pad = 0.04 * (high - low) or 0.1 * (abs(low) or 1.0)
+    return [low - pad, high + pad]
 
 
 def front_steps(front: pd.DataFrame, info: ParetoInfo, all_x: pd.Series) -> tuple[list[float], list[float]]:
@@ -307,3 +315,75 @@ def front_table(info: ParetoInfo, columns: Sequence[str] = ()) -> pd.DataFrame:
     """The front's trials as a table: key, design, the two axes, then ``columns``."""
     cols = ["key", "design", info.y.column, info.x.column, *[c for c in columns if c in info.fronts]]
     return info.fronts[list(dict.fromkeys(cols))].reset_index(drop=True)
+
+
+def pareto_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """The rows the Pareto explorer plots, from the complete trials of the chosen studies.
+
+    Today one row per trial. This is the hook for repeated designs (several seeds of one config):
+    aggregate them here, one row per design with its mean and interval, and every figure and
+    table of the Pareto page follows.
+    """
+    return trials
+
+
+NEIGHBOUR_METRICS = (
+    "val_ppl",
+    "val_loss",
+    "flops_per_token",
+    "params_total",
+    "params_active",
+    "tokens_per_s",
+    "peak_mem_bytes",
+    "train_seconds",
+)
+
+
+class FrontNeighbours(NamedTuple):
+    """A design on a front and the designs beside it on the same study's front (sorted by x)."""
+
+    key: str
+    previous: str | None  # the front's next design towards the better x (cheaper, or faster)
+    next: str | None  # the next one towards the worse x
+    table: pd.DataFrame  # one row per metric: the picked value, each neighbour's value and change
+
+    @property
+    def keys(self) -> list[str]:
+        """The neighbourhood in front order (previous, picked, next), for a config diff."""
+        return [k for k in (self.previous, self.key, self.next) if k]
+
+
+def front_neighbours(
+    info: ParetoInfo, key: str, metrics: Sequence[str] = NEIGHBOUR_METRICS
+) -> FrontNeighbours:
+    """The picked front design ``key`` against its neighbours on the front: each metric's value
+    and the neighbour's relative change from the picked design (+10% = 10% larger)."""
+    from workbench.explore._frames import METRICS
+
+    match = info.fronts[info.fronts["key"] == key]
+    if match.empty:
+        raise ExploreError(f"{key} is not on a front of the plotted trials")
+    front = info.fronts[info.fronts["study_name"] == match["study_name"].iloc[0]].reset_index(drop=True)
+    i = int(np.flatnonzero(front["key"].to_numpy() == key)[0])
+    previous = str(front["key"].iloc[i - 1]) if i > 0 else None
+    after = str(front["key"].iloc[i + 1]) if i + 1 < len(front) else None
+    by_key = front.set_index("key")
+    shown = [m for m in dict.fromkeys([info.y.column, info.x.column, *metrics]) if m in by_key]
+    rows = []
+    for metric in shown:
+        values = pd.to_numeric(by_key[metric], errors="coerce")
+        if values.isna().all():
+            continue
+        mine = float(values[key])
+        axis = METRICS.get(metric) or COMPUTE_AXES.get(metric)
+        row: dict[str, object] = {"metric": axis.label if axis else metric, key: mine}
+        for label, other in (("previous", previous), ("next", after)):
+            if other is None:
+                continue
+            theirs = float(values[other])
+            row[other] = theirs
+            row[f"Δ {label}"] = (theirs - mine) / abs(mine) if mine else np.nan
+        rows.append(row)
+    order = [c for c in (previous, "Δ previous", key, after, "Δ next") if c]
+    table = pd.DataFrame(rows).set_index("metric")
+    return FrontNeighbours(key, previous, after, table[[c for c in order if c in table]])

@@ -189,33 +189,68 @@ def metric_table(trials: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("metric") if rows else pd.DataFrame()
 
 
-def compare_curves_figure(curves: pd.DataFrame, labels: dict[str, str], metric: str) -> go.Figure:
-    """One line per trial of ``metric`` against step; ``curves`` has a ``key`` column."""
+CURVE_DASHES = {"val_loss": "solid", "train_loss": "dot"}
+
+
+def compare_curves_figure(
+    curves: pd.DataFrame,
+    labels: dict[str, str],
+    metric: str | Sequence[str],
+    *,
+    x: str = "step",
+    log_x: bool = False,
+) -> go.Figure:
+    """One line per trial and metric against ``x`` (``step``, or ``tokens`` from :func:`with_tokens`).
+
+    ``curves`` has a ``key`` column. A trial keeps one colour; its metrics differ by dash
+    (validation solid, training dotted), so training and validation curves overlay readably.
+    """
     import plotly.graph_objects as go
 
+    metrics = [metric] if isinstance(metric, str) else list(metric)
     fig = go.Figure()
-    part = curves[curves["metric"] == metric]
     for i, key in enumerate(labels):
-        line = part[part["key"] == key]
-        if line.empty:
-            continue
-        fig.add_trace(
-            go.Scatter(
-                x=line["step"],
-                y=line["value"],
-                name=labels[key],
-                mode="lines+markers" if len(line) < 30 else "lines",
-                line={"color": PALETTE[i % len(PALETTE)]},
+        for j, name in enumerate(metrics):
+            line = curves[(curves["key"] == key) & (curves["metric"] == name)]
+            if x != "step":
+                line = line[line[x].notna()]
+            if line.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=line[x],
+                    y=line["value"],
+                    name=labels[key] + (f" · {name}" if len(metrics) > 1 else ""),
+                    legendgroup=key,
+                    mode="lines+markers" if len(line) < 30 else "lines",
+                    line={
+                        "color": PALETTE[i % len(PALETTE)],
+                        "dash": CURVE_DASHES.get(name, ("dash", "dashdot", "longdash")[j % 3]),
+                    },
+                    marker={"size": 5},
+                    hovertemplate=f"{labels[key]}<br>{name} %{{y:.4g}} at {x} %{{x:,}}<extra></extra>",
+                )
             )
-        )
     fig.update_layout(
-        height=400,
+        height=420,
         margin={"l": 10, "r": 10, "t": 20, "b": 10},
-        xaxis={"title": "step"},
-        yaxis={"title": metric},
+        xaxis={"title": "training tokens" if x == "tokens" else x, "type": "log" if log_x else "linear"},
+        yaxis={"title": metrics[0] if len(metrics) == 1 else " / ".join(metrics)},
         legend={"orientation": "h", "y": -0.2},
     )
     return fig
+
+
+def with_tokens(curves: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """``curves`` (with ``key``) plus ``tokens``: the tokens trained by each step, from the trial's
+    ``tokens_trained / steps`` (a fixed number of tokens per step); NaN when the trial lacks them."""
+    if not {"tokens_trained", "steps"} <= set(trials.columns) or curves.empty:
+        return curves.assign(tokens=np.nan)
+    chosen = select_trials(trials, list(dict.fromkeys(curves["key"])))
+    tokens = pd.to_numeric(chosen["tokens_trained"], errors="coerce")
+    steps = pd.to_numeric(chosen["steps"], errors="coerce")
+    rate = curves["key"].map((tokens / steps.where(steps > 0)).to_dict())
+    return curves.assign(tokens=curves["step"] * pd.to_numeric(rate, errors="coerce"))
 
 
 def curves_of(store: Store, keys: Sequence[str]) -> pd.DataFrame:

@@ -1,14 +1,13 @@
 """Shared by the lookup-table layers (pkm, lsh, token_table, softmax_table): how the looked-up
 vector is consumed in the FFN slot, and the weighted read of table rows.
 
-Consumption modes (knob ``consume``; DESIGN.md B, "Consumption"):
+Consumption modes (knob ``consume``; docs/DESIGN.md §3):
 
 * ``add``: the slot keeps a dense FFN of width ``d_ff`` and the lookup is added beside it,
   ``y = FFN(x) + m(x)``, so the block adds both to the residual stream;
 * ``concat``: the lookup widens the FFN's input, ``y = W2 gelu(W1 [x; m(x)])`` with
-  ``W1: 2D -> d_ff`` and ``W2: d_ff -> D`` (the second projection brings the widened hidden
-  back to D). Widening the residual stream itself is what AltUp is for (workbench/altup.py);
-  inside one slot the concatenation lives only in the FFN's input;
+  ``W1: 2D -> d_ff``; widening the residual stream itself is AltUp's job
+  (workbench/model/altup.py);
 * ``expert``: the lookup alone fills the slot, ``y = m(x)`` (no dense FFN): the selected
   entries are the slot's only memory (PKM as in its paper; LSH buckets select expert FFNs).
 

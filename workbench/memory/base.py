@@ -1,6 +1,6 @@
 """The contract every memory layer implements: its config, its module, and its analytic cost.
 
-In the unified view (DESIGN.md A) an FFN slot holds a memory of cells grouped into blocks of
+In the unified view (docs/DESIGN.md §1) an FFN slot holds a memory of cells grouped into blocks of
 size ``g``; a selection method reads ``k`` blocks per token. Each layer file defines
 
 * a frozen, keyword-only ``Config`` dataclass (subclass of :class:`MemoryConfig`) whose
@@ -63,12 +63,7 @@ class ForwardContext:
 
 @dataclass(frozen=True, kw_only=True)
 class MemoryConfig:
-    """Base of every memory layer config. ``kind`` is the registry name of the layer.
-
-    ``example(ctx)`` returns a small valid config for ``ctx``; the conformance suite builds
-    every registered layer from it. The default is ``cls()`` (the defaults); a layer whose
-    defaults do not fit a small context (say d_model=32) overrides it.
-    """
+    """Base of every memory layer config. ``kind`` is the registry name of the layer."""
 
     kind: ClassVar[str] = ""
     paper: ClassVar[str] = ""
@@ -76,7 +71,8 @@ class MemoryConfig:
 
     @classmethod
     def example(cls, ctx: LayerContext) -> MemoryConfig:
-        """A small valid config for ``ctx`` (tests build every registered layer from it)."""
+        """A small valid config for ``ctx``: the conformance suite builds every registered layer
+        from it. A layer whose defaults do not fit a small context (say d_model=32) overrides it."""
         return cls()
 
     def validate(self, ctx: LayerContext) -> None:
@@ -104,7 +100,7 @@ def float32_weights(module: ModuleT) -> ModuleT:
     """Mark ``module``'s weights to stay float32 when the trainer holds matmul weights in bf16.
 
     For modules that compute in float32 on purpose (routers: Switch's selective precision);
-    see :mod:`workbench.master`.
+    see :mod:`workbench.train.master`.
     """
     setattr(module, FLOAT32_WEIGHTS, True)
     return module

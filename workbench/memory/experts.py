@@ -27,10 +27,9 @@ The grouped path (see ``docs/PERFORMANCE.md`` for its speed against a dense FFN)
    bytes of gathering float32 and casting after); :class:`_ToSorted`'s backward is a gather
    by the inverse permutation and a fixed-order sum over the K copies: no atomics, no sort,
    deterministic;
-3. two grouped matmuls with a GELU between;
-4. :class:`_Combine` gathers the rows back to token order and sums each token's K rows
-   weighted by the gate (the dropped-read mask folded into it); its backward is again a
-   gather, and the gate's gradient a row-wise dot product.
+3. after the two grouped matmuls, :class:`_Combine` gathers the rows back to token order and
+   sums each token's K rows weighted by the gate (the dropped-read mask folded into it); its
+   backward is again a gather, and the gate's gradient a row-wise dot product.
 
 What fvcore sees: the per-expert matmuls of ``loop`` with their real row counts (so the count
 is exact), the padded ``bmm`` of ``sorted`` (padding included, so it over-counts), and nothing

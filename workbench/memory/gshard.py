@@ -11,8 +11,7 @@ unclear or where we depart from it:
   probability tied to its gate, is not implemented: routing stays deterministic and causal);
 * the load-balancing loss is Switch's ``aux_loss_coef * E * sum_e f_e * P_e`` with f_e over all
   N*K choices (GShard's own loss counts first choices only);
-* ``capacity_factor`` > 0 gives each expert ``ceil(capacity_factor * N * K / E)`` slots filled
-  first choices first (GShard's order); 0 = dropless (default);
+* capacity slots are filled first choices first (GShard's order); 0 = dropless (default);
 * ``renormalize`` False keeps the raw router probabilities as gates (Mixtral-style
   renormalisation is the default); with k = 1 and renormalisation the gate is 1 and the router
   learns only from the load-balancing loss.

@@ -1,11 +1,11 @@
 """lsh: random-hyperplane hashing of the hidden vector into bucket tables (external memory).
 
-Paper: Baykal et al. 2023, external memory with LSH routing (DESIGN.md B, "LSH routing /
-bucket tables"); the routing is the one analysed in Baykal, Dikkala, Panigrahy, Rashtchian,
-Wang 2022, "A Theoretical View on Sparsely Activated Networks". Each of ``n_tables``
-hashes takes the signs of ``n_bits`` fixed random projections of the token's hidden vector,
-``bucket = sum_i [h_i . x > 0] 2**i`` (one of 2**n_bits buckets), and reads that bucket's
-learned row; the rows of the tables are summed:
+Paper: Baykal et al. 2023, external memory with LSH routing (docs/DESIGN.md §2); the routing
+is the one analysed in Baykal, Dikkala, Panigrahy, Rashtchian, Wang 2022, "A Theoretical View
+on Sparsely Activated Networks" (NeurIPS). Each of ``n_tables`` hashes takes the signs of
+``n_bits`` fixed random projections of the token's hidden vector, ``bucket = sum_i
+[h_i . x > 0] 2**i`` (one of 2**n_bits buckets), and reads that bucket's learned row; the rows
+of the tables are summed:
 
     m(x) = sum_{t < n_tables} table_t[bucket_t(x)]
 

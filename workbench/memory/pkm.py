@@ -1,16 +1,15 @@
 """pkm: product-key memory, N = n_keys**2 value slots addressed through two sets of sub-keys.
 
 Paper: Lample, Sablayrolles, Ranzato, Denoyer, Jégou 2019, "Large Memory Layers with Product
-Keys" (NeurIPS). In the unified view (DESIGN.md A) it is a memory of N blocks of one cell
+Keys" (NeurIPS). In the unified view (docs/DESIGN.md §1) it is a memory of N blocks of one cell
 (g = 1) whose keys are the N sums ``c1_i + c2_j`` of two sub-key sets, read with weights
 softmax(scores) over the top k.
 
 Per head h (of ``n_heads``), for a token x:
   q = norm(W_q x) split into halves q1, q2 (``d_key/2`` each);
   s1 = q1 . c1 (n_keys scores), s2 = q2 . c2 (n_keys scores); top-k of each, sorted;
-  the candidate sums s1_a + s2_b of the a-th and b-th best halves; their top k are the top k
-  of all N products (a product's score is the sum of its halves' scores, and any pair outside
-  top-k(s1) x top-k(s2) is beaten by k pairs inside it);
+  the candidate sums s1_a + s2_b of the a-th and b-th best halves (pruned: "Candidates"
+  below); their top k are the top k of all N products;
   w = softmax over the k selected scores; the head reads sum w * v[i*n_keys + j].
 The heads' reads are summed (the paper's multi-head memory: heads share the values).
 

@@ -1,9 +1,8 @@
 """softmax_table: learnable softmax routing to the entries of a key-value table.
 
-Paper: the learnable-routing tables of the external-memory study (Baykal et al. 2023; DESIGN.md
-B, "Learnable softmax routing to a table entry"). ``n_entries`` entries each hold a key and a
-value; a token scores every key, keeps the top k and reads their values weighted by the
-softmax over the selected scores:
+Paper: the learnable-routing tables of the external-memory study (Baykal et al. 2023;
+docs/DESIGN.md §2). ``n_entries`` entries each hold a key and a value; a token scores every
+key, keeps the top k and reads their values weighted by the softmax over the selected scores:
 
     m(x) = sum_{e in TopK(x . key_e)} softmax_{TopK}(x . key)_e value_e
 

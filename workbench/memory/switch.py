@@ -7,11 +7,9 @@ the output is scaled by the router probability of the chosen expert (not renorma
 router gets a gradient from the language-model loss). Fine-grained experts are a small
 ``expert_width``; the block size and the number of blocks are free axes.
 
-The module is the shared top-k gate (workbench/memory/_gate.py), which writes down the
-choices: float32 router, loss ``aux_loss_coef * E * sum_e f_e * P_e`` (paper eq. 4),
-``capacity_factor`` 0 = dropless, else ``ceil(capacity_factor * N / E)`` slots per expert in
-token order with dropped tokens passing through on the residual stream, and ``n_shared``
-always-on experts of the same width added with weight 1.
+The module is the shared top-k gate (workbench/memory/_gate.py), whose docstring writes down
+the choices: float32 router, the load-balancing loss (paper eq. 4), capacity and dropped
+tokens, shared experts.
 
 Shapes: B batch, T sequence, D model width, E experts, G expert width, N = B*T tokens.
 """

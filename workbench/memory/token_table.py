@@ -1,7 +1,7 @@
 """token_table: a per-layer table indexed by the input token id (an extra embedding at layer l).
 
-Paper: the token-id lookup tables of the external-memory study (Baykal et al. 2023; DESIGN.md
-B and C.6): layer l owns a V x D table and the row of each position's input token is read,
+Paper: the token-id lookup tables of the external-memory study (Baykal et al. 2023;
+docs/DESIGN.md §2): layer l owns a V x D table and reads the row of each position's input token,
 
     m(token) = table[token_id]
 
@@ -9,7 +9,7 @@ so the lookup costs no matmul FLOPs, only memory traffic; its parameters grow wi
 
 Choices where the paper leaves room:
 * the key is the token id at the same position (the current input token, as hash layers'
-  best hash), taken from ``ForwardContext.token_ids_BT``; a forward without ids fails loudly;
+  best hash);
 * the table is initialised N(0, 0.02^2) like the token embedding;
 * ``consume``: ``add`` (default; "added to the residual") keeps the dense FFN of ``d_ff``
   and adds the row beside it, y = FFN(x) + table[id]; ``concat`` feeds [x; table[id]] to

@@ -7,7 +7,7 @@ highest and reads ``y = sum_{i in topk(s)} gelu(s_i) v_i``; the weight of a cell
 activation, so no selector parameters exist.
 
 Choices where the paper is unclear:
-* selection is by the pre-activation score ``s_i`` (the DESIGN's ``x . k_i``), not by the
+* selection is by the pre-activation score ``s_i = x . k_i`` (docs/DESIGN.md §2), not by the
   activation; GELU is increasing and positive for positive scores, so the two agree whenever
   the k-th best score is positive;
 * GELU, as in the dense baseline, so that vanilla with k = d_ff equals the dense FFN;

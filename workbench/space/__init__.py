@@ -26,6 +26,7 @@ from workbench.space._params import (
     Float,
     Int,
     Objective,
+    Tuned,
 )
 from workbench.space._space import COST_NAMES, Sample, Space
 
@@ -42,5 +43,6 @@ __all__ = [
     "Objective",
     "Sample",
     "Space",
+    "Tuned",
     "load_space",
 ]

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from workbench import record
 from workbench.errors import SpaceError
 
 Scalar = int | float | str | bool | None
@@ -218,6 +219,82 @@ class Derived(Param):
         return {"type": "derived", "expr": self.expr, "when": _when_json(self.when)}
 
 
+class Tuned(Param):
+    """A training knob fit to each design rather than searched, typically ``train.lr``.
+
+    Before a design trains, it runs once at each value for ``fraction`` of the budget (the same
+    schedule, compressed) under its first seed; the value with the lowest validation loss is the
+    design's, for every seed. The probe runs are stored (table ``tuning``). docs/METHODOLOGY.md
+    says why short runs and what they were checked against.
+    """
+
+    def __init__(
+        self, values: Sequence[float], *, fraction: float = 0.25, when: Mapping[str, Any] | None = None
+    ) -> None:
+        object.__setattr__(self, "when", _as_condition(when))
+        if isinstance(values, str) or not isinstance(values, Sequence):
+            raise SpaceError(f"Tuned values must be a list of numbers, got {values!r}")
+        object.__setattr__(self, "values", tuple(values))
+        object.__setattr__(self, "fraction", fraction)
+
+    values: tuple[float, ...]
+    fraction: float
+
+    def check(self, name: str) -> None:
+        if not name.startswith("train."):
+            raise SpaceError(
+                f"parameter {name!r}: only train.* knobs can be Tuned (they do not change the design)"
+            )
+        if name == "train.seed":
+            raise SpaceError(
+                "parameter 'train.seed': seeds are repeats, not tuned; use Space(..., repeats=N)"
+            )
+        if len(self.values) < 2 or len(self.values) > MAX_TUNED_VALUES:
+            raise SpaceError(
+                f"parameter {name!r}: Tuned takes 2 to {MAX_TUNED_VALUES} values, got {list(self.values)}"
+            )
+        if any(not isinstance(v, int | float) or isinstance(v, bool) for v in self.values):
+            raise SpaceError(f"parameter {name!r}: Tuned values must be numbers, got {list(self.values)}")
+        if len(set(self.values)) != len(self.values):
+            raise SpaceError(f"parameter {name!r}: duplicate Tuned values in {list(self.values)}")
+        if not 0 < self.fraction <= 1:
+            raise SpaceError(
+                f"parameter {name!r}: Tuned fraction={self.fraction} must be in (0, 1] (of the token budget)"
+            )
+
+    @property
+    def default(self) -> float:
+        """The value a design is described with before it is tuned (the middle one)."""
+        return sorted(self.values)[len(self.values) // 2]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "tuned",
+            "values": list(self.values),
+            "fraction": self.fraction,
+            "when": _when_json(self.when),
+        }
+
+    def grid_values(self, name: str) -> list[Any]:
+        return [self.default]
+
+    def __repr__(self) -> str:
+        return f"Tuned({list(self.values)!r}, fraction={self.fraction})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tuned) and (self.values, self.fraction, self.when) == (
+            other.values,
+            other.fraction,
+            other.when,
+        )
+
+    def __hash__(self) -> int:
+        return hash(("tuned", self.values, self.fraction))
+
+
+MAX_TUNED_VALUES = 8
+
+
 @dataclass(frozen=True)
 class Constraint:
     """A condition every sample must satisfy before it is trained.
@@ -238,16 +315,7 @@ class Constraint:
         return {"expr": self.expr, "name": self.name}
 
 
-METRICS = (
-    "val_ppl",
-    "val_loss",
-    "flops_per_token",
-    "params_total",
-    "params_active",
-    "tokens_per_s",
-    "peak_mem_bytes",
-    "train_seconds",
-)
+METRICS = record.objective_metrics()
 
 
 @dataclass(frozen=True)
@@ -301,4 +369,6 @@ def param_from_json(d: Mapping[str, Any]) -> Param:
         return Fixed(d["value"], when=_as_condition(when))
     if kind == "derived":
         return Derived(expr=d["expr"], when=_as_condition(when))
+    if kind == "tuned":
+        return Tuned(d["values"], fraction=d.get("fraction", 0.25), when=when)
     raise SpaceError(f"unknown parameter type {kind!r} in space JSON")

@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import difflib
 import hashlib
-import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from workbench.space._params import (
     Int,
     Objective,
     Param,
+    Tuned,
     param_from_json,
 )
 
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 # Parameters named "aux.<name>" are sampled or derived like any other but are not config
 # fields: they let one sampled quantity drive several knobs (e.g. k and block size).
 AUX = "aux."
+# The seed is the repeat axis of a design, never a searched knob (see Space.seeds).
+SEED = "train.seed"
+MAX_REPEATS = 64
 COST_NAMES = (
     "cost.flops_per_token",
     "cost.params_total",
@@ -98,6 +101,7 @@ class Space:
         cover: Sequence[str] = (),
         description: str = "",
         dropped: Sequence[str] = (),
+        repeats: int | None = None,
     ) -> None:
         if not name or not isinstance(name, str):
             raise SpaceError("Space name must be a non-empty string")
@@ -116,6 +120,7 @@ class Space:
         # Parameters that --set overrides switched off (a parent fixed to a value that disables
         # them): Derived expressions may still name them in branches that are no longer taken.
         self.dropped = tuple(dropped)
+        self.repeats = self._check_repeats(repeats)
         self._validate()
 
     # ----------------------------------------------------------------- validation
@@ -170,6 +175,80 @@ class Space:
                     f"cover={name!r}: only a Categorical parameter whose conditions name categorical "
                     "parents can be covered (each of its values is tried once before the sampler takes over)"
                 )
+
+    def _check_repeats(self, repeats: int | None) -> int:
+        """Seeds per design: ``repeats``, or as many as a declared ``train.seed`` lists."""
+        seed = self.params.get(SEED)
+        declared: tuple[Any, ...] | None = None
+        if isinstance(seed, Categorical):
+            declared = seed.choices
+        elif isinstance(seed, Fixed):
+            declared = (seed.value,)
+        elif seed is not None:
+            raise SpaceError(
+                f"parameter {SEED!r}: seeds are the repeats of a design, not a searched knob; declare "
+                "Categorical([0, 1, 2]) for those seeds, a fixed seed, or Space(..., repeats=N)"
+            )
+        if declared is not None:
+            if seed is not None and seed.when:
+                raise SpaceError(
+                    f"parameter {SEED!r}: the seeds of a design cannot be conditional; drop when="
+                )
+            bad = [v for v in declared if not isinstance(v, int) or isinstance(v, bool)]
+            if bad:
+                raise SpaceError(f"parameter {SEED!r}: seed {bad[0]!r} is not an integer")
+            if repeats is not None and repeats != len(declared):
+                raise SpaceError(
+                    f"space {self.name!r}: repeats={repeats} but {SEED} lists {len(declared)} seeds "
+                    f"{list(declared)}; drop repeats (the declared seeds are the repeats) or list {repeats} seeds"
+                )
+            return len(declared)
+        if repeats is None:
+            return 1
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
+            raise SpaceError(
+                f"space {self.name!r}: repeats={repeats!r} must be an integer from 1 to {MAX_REPEATS}"
+            )
+        return repeats
+
+    def seeds(self, base: int) -> tuple[int, ...]:
+        """The seeds every design trains under: the declared ``train.seed`` values, else
+        ``base, base + 1, ...`` (``base`` is the study's ``--seed``)."""
+        seed = self.params.get(SEED)
+        if isinstance(seed, Categorical):
+            return tuple(int(v) for v in seed.choices)  # type: ignore[arg-type]
+        if isinstance(seed, Fixed):
+            return (int(seed.value),)
+        return tuple(base + r for r in range(self.repeats))
+
+    def max_tokens(self) -> int:
+        """The largest token budget a run of this space can have."""
+        tokens = self.params.get("train.tokens")
+        if isinstance(tokens, Fixed):
+            return int(tokens.value)
+        if isinstance(tokens, Categorical):
+            return int(max(tokens.choices))  # type: ignore[type-var]
+        if isinstance(tokens, Int | Float):
+            return int(tokens.high)
+        return self.budget.tokens
+
+    @property
+    def tuned(self) -> dict[str, Tuned]:
+        """The knobs fit to each design (``Tuned`` parameters), by name."""
+        return {n: p for n, p in self.params.items() if isinstance(p, Tuned)}
+
+    def with_repeats(self, repeats: int) -> Space:
+        """A copy that trains every design under ``repeats`` seeds (``workbench run --repeats``)."""
+        if SEED in self.params:
+            if repeats == self.repeats:
+                return self
+            raise SpaceError(
+                f"--repeats {repeats}: the space declares {SEED} ({self.repeats} seeds), which are its repeats; "
+                f"drop --repeats, or --set {SEED}=N to train one seed"
+            )
+        data = self.to_json()
+        data["repeats"] = repeats
+        return Space.from_json(data)
 
     def _check_name(self, name: str) -> None:
         section, _, field = name.partition(".")
@@ -245,7 +324,11 @@ class Space:
             if not _condition_holds(param, values):
                 inactive.add(name)
                 continue
-            if isinstance(param, Categorical):
+            if name == SEED:
+                continue  # the trial sets it: the seed is the design's repeat, not a sample
+            if isinstance(param, Tuned):
+                values[name] = param.default  # the trial replaces it with the design's fitted value
+            elif isinstance(param, Categorical):
                 values[name] = trial.suggest_categorical(name, list(param.choices))
             elif isinstance(param, Int):
                 values[name] = trial.suggest_int(
@@ -298,7 +381,7 @@ class Space:
         """Every combination of the sampled parameters' grid values (conditionals respected)."""
         points: list[dict[str, Any]] = [{}]
         for name, param in self.params.items():
-            if isinstance(param, Derived | Fixed):
+            if isinstance(param, Derived | Fixed | Tuned) or name == SEED:
                 continue
             grown = []
             for point in points:
@@ -329,8 +412,12 @@ class Space:
             for name, param in self.params.items():
                 if not _condition_holds(param, values):
                     inactive.add(name)
+                elif name == SEED:
+                    continue
                 elif isinstance(param, Fixed):
                     values[name] = param.value
+                elif isinstance(param, Tuned):
+                    values[name] = param.default
                 elif isinstance(param, Derived):
                     values[name] = self._derive(name, param, values, inactive)
                 else:
@@ -382,6 +469,7 @@ class Space:
             cover=[c for c in self.cover if isinstance(params.get(c), Categorical) and c in params],
             description=self.description,
             dropped=dropped,
+            repeats=None if SEED in params else self.repeats,
         )
 
     def cover_points(self) -> list[dict[str, Any]]:
@@ -429,6 +517,7 @@ class Space:
             "trials": self.trials,
             "cover": list(self.cover),
             **({"dropped": list(self.dropped)} if self.dropped else {}),
+            **({"repeats": self.repeats} if self.repeats != 1 and SEED not in self.params else {}),
         }
 
     @classmethod
@@ -444,6 +533,7 @@ class Space:
             cover=data.get("cover", ()),
             description=data.get("description", ""),
             dropped=data.get("dropped", ()),
+            repeats=data.get("repeats"),
         )
 
     def space_hash(self) -> str:
@@ -471,7 +561,3 @@ def _as_objective(o: Objective | tuple[str, str] | str) -> Objective:
 def _vocab_size_hint(config: TrialConfig) -> int:
     """Vocabulary size known before any data is prepared (byte: 256; bpe: as configured)."""
     return 256 if config.data.tokenizer == "byte" else config.data.vocab_size
-
-
-def count_grid(space: Space) -> int:
-    return sum(1 for _ in itertools.islice(space.grid(), None))

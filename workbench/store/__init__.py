@@ -1,6 +1,6 @@
-"""The DuckDB analysis store of studies and trials (DESIGN.md D).
+"""The DuckDB analysis store of studies and trials (docs/DESIGN.md §6).
 
-Optuna storage coordinates trials; :mod:`workbench.ingest` copies them here idempotently. The
+Optuna storage coordinates trials; :mod:`workbench.store.ingest` copies them here idempotently. The
 schema lives in ``store/migrations``, views in ``store/views``, queries in ``store/queries``.
 """
 

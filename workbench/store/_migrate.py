@@ -6,8 +6,8 @@ import datetime as dt
 
 import duckdb
 
-from workbench import sqlfiles
 from workbench.errors import StoreError
+from workbench.store import sqlfiles
 
 
 def latest_version() -> int:

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from workbench import sqlfiles
 from workbench.errors import StoreError
-from workbench.pareto import Direction, non_dominated_mask
-from workbench.store import _frames
+from workbench.pareto import Direction, front_probability, non_dominated_mask
+from workbench.store import _frames, sqlfiles
 from workbench.store._connect import connect
 from workbench.store._migrate import applied_versions, create_views, latest_version, migrate
 
@@ -30,6 +30,8 @@ WRITE_LOCK_TIMEOUT_S = 60.0
 READ_LOCK_TIMEOUT_S = 15.0
 
 Names = str | Sequence[str] | None
+# Design columns that are seed means, with per-seed values to resample.
+_PER_SEED = ("val_ppl", "val_loss")
 
 
 class Store:
@@ -220,6 +222,21 @@ class Store:
 
     # --- analyses ----------------------------------------------------------------------------
 
+    def designs(self, study_name: Names = None) -> pd.DataFrame:
+        """One row per design (the ``designs`` view: seeds, means, sd, 95% intervals, costs), with
+        the parameter columns of its first run. ``val_ppl`` and ``val_loss`` hold the seed means,
+        so any code that reads trials reads designs too; ``trial_number`` is the first run."""
+        params = {"study_names": _names(study_name)}
+        with self.read() as con:
+            designs = _frame(con, sqlfiles.query("designs"), params)
+            long = _frame(con, sqlfiles.query("trial_params"), {**params, "statuses": ["complete"]})
+        designs = designs.assign(
+            val_ppl=designs["val_ppl_mean"],
+            val_loss=designs["val_loss_mean"],
+            trial_number=designs["first_trial"],
+        )
+        return _frames.join_params(designs, _frames.pivot_params(long))
+
     def pareto(
         self,
         study_name: str | Sequence[str],
@@ -228,26 +245,46 @@ class Store:
         x_direction: Direction = "minimize",
         y_direction: Direction = "minimize",
         *,
-        status: Names = "complete",
         group_by: str | None = "study_name",
         front_only: bool = True,
+        draws: int = 400,
     ) -> pd.DataFrame:
-        """Trials on the (x, y) Pareto front of each ``group_by`` group (None: all together).
+        """Designs on the (x, y) Pareto front of each ``group_by`` group (None: all together).
 
-        ``x`` and ``y`` are any numeric column of :meth:`trials` (metrics or parameters). Rows
-        come sorted by group, then x, then y, ready for a step line. With ``front_only=False``
-        every trial is returned with a boolean ``on_front`` column.
+        Designs, not runs: ``y`` is the mean over a design's seeds (``val_ppl`` and ``val_loss``;
+        any other numeric column of :meth:`designs` as it is). Each row gets ``on_front``,
+        ``p_front`` (the share of ``draws`` bootstrap resamples of every design's seeds in which it
+        is on the front; NaN below two seeds) and ``significant``: its place (on or off the front)
+        holds in at least 95% of them. Rows come sorted by group, then x, then y (a step line).
         """
-        df = self.trials(study_name, status)
-        if df.empty:  # no trials yet, hence no parameter columns to check
-            return df.assign(on_front=pd.Series(dtype=bool))
+        df = self.designs(study_name)
+        if df.empty:  # no completed runs yet, hence no parameter columns to check
+            return df.assign(
+                on_front=pd.Series(dtype=bool),
+                p_front=pd.Series(dtype=float),
+                significant=pd.Series(dtype=bool),
+            )
         _frames.check_columns(df, [x, y] + ([group_by] if group_by else []), "column")
-        mask = pd.Series(False, index=df.index)
+        runs = self.query("design_runs", {"study_names": _names(study_name)}) if y in _PER_SEED else None
+        on_front = pd.Series(False, index=df.index)
+        p_front = pd.Series(np.nan, index=df.index)
         groups = df.groupby(group_by, dropna=False).groups.values() if group_by else [df.index]
         for index in groups:
             part = df.loc[index]
-            mask.loc[index] = non_dominated_mask(part, [(x, x_direction), (y, y_direction)])
-        df = df.assign(on_front=mask.to_numpy())
+            on_front.loc[index] = non_dominated_mask(part, [(x, x_direction), (y, y_direction)])
+            if runs is not None:
+                by_design = runs.groupby(["study_name", "design_hash"])[y].apply(list).to_dict()
+                samples = [
+                    by_design.get(key, [])
+                    for key in zip(part["study_name"], part["design_hash"], strict=True)
+                ]
+                p_front.loc[index] = front_probability(
+                    part[x].to_numpy(dtype=float), samples, x_direction, y_direction, draws=draws
+                )
+        significant = (on_front & (p_front >= 0.95)) | (~on_front & (p_front <= 0.05))
+        df = df.assign(
+            on_front=on_front.to_numpy(), p_front=p_front.to_numpy(), significant=significant.to_numpy()
+        )
         sort = ([group_by] if group_by else []) + [x, y]
         df = df.sort_values(sort, kind="stable").reset_index(drop=True)
         return df[df["on_front"]].reset_index(drop=True) if front_only else df

@@ -42,11 +42,9 @@ Choices where the paper leaves room (or where we could not check it):
   attention context is about T/K.
 
 Analytic cost (see :func:`workbench.model.model_cost`): ``altup`` adds (K-1) V D embedding
-parameters and (K^2 + K) per layer; ``recycled`` only the latter; the predict step K^2 D and
-the correct step K D multiply-adds per token per layer (Sequence-AltUp: 2D + D). Sequence-AltUp
-runs layer l's block on n_l = ceil((T - r)/K) of the T positions, with context n_l. The
-predict/correct work is element-wise (scalar times stream), which fvcore does not count: its
-figure is the analytic one less :func:`flops_per_token`.
+parameters; Sequence-AltUp runs layer l's block on n_l = ceil((T - r)/K) of the T positions,
+with context n_l. The predict/correct work is element-wise (scalar times stream), which fvcore
+does not count: its figure is the analytic one less :func:`flops_per_token`.
 
 Shapes: B batch, T sequence, D model width, K AltUp blocks, S anchor positions, V vocabulary,
 L layers, X = K*D (or D) embedding width.

@@ -9,7 +9,7 @@ The GPU path keeps the device busy: the token array lives in device memory
 drawn up front from the same CPU generator as the CPU path (so both read the same windows) and
 copied once, so a step launches work without waiting for the host; bf16 autocast (the float32
 matmuls it leaves, such as routers, in TF32), matmul weights held in bf16 with their float32
-masters in a fused AdamW (:mod:`workbench.master`), SDPA attention; the whole step
+masters in a fused AdamW (:mod:`workbench.train.master`), SDPA attention; the whole step
 (forward, backward, clipping, AdamW) captured once as a CUDA graph and replayed, compiled or
 not (:class:`TrainStep`; ``WORKBENCH_CUDA_GRAPHS=0`` turns it off); ``train.compile`` runs the
 training forward and backward through ``torch.compile`` (static shapes; compiled kernels are
@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 
 from workbench.config import TrialConfig
+from workbench.data import Batches
 from workbench.errors import NonFiniteLossError
-from workbench.master import MasterAdamW, low_precision_parameters
 from workbench.model import GPT
-from workbench.syncs import count_host_syncs
+from workbench.train.master import MasterAdamW, low_precision_parameters
+from workbench.train.syncs import count_host_syncs
 
 if TYPE_CHECKING:
     from workbench.data import DeviceTokens
@@ -88,7 +89,7 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """AdamW over two groups (weight decay on matrices only).
 
-    On CUDA under bf16 with ``train.master_weights``: a :class:`~workbench.master.MasterAdamW`
+    On CUDA under bf16 with ``train.master_weights``: a :class:`~workbench.train.master.MasterAdamW`
     that holds the matmul weights in bf16 (converting them in place) and clips gradients itself.
     """
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
@@ -140,52 +141,6 @@ def peak_memory_bytes(device: torch.device) -> int:
     # CPU: the process's peak resident set (kilobytes on Linux, bytes on macOS).
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
-
-
-class Batches:
-    """The training windows of one run, in order: ``next()`` gives ``(x_BT, y_BT)`` on the device.
-
-    On the CPU each batch is cut from the token array as :func:`workbench.data.random_batch`
-    does. On a GPU the tokens sit in device memory and all window starts are drawn up front
-    (the same draws, from the same generator, as step-by-step calls) and copied in one
-    transfer, so no step waits on a host-to-device copy.
-    """
-
-    def __init__(
-        self,
-        tokens: np.ndarray | DeviceTokens,
-        batch_size: int,
-        seq_len: int,
-        steps: int,
-        generator: torch.Generator,
-        device: torch.device,
-    ) -> None:
-        from workbench.data import DeviceTokens, window_starts
-
-        self.batch_size, self.seq_len, self.device = batch_size, seq_len, device
-        self.generator = generator
-        self.host: np.ndarray | None = None
-        if device.type == "cpu" and not isinstance(tokens, DeviceTokens):
-            self.host = tokens
-            return
-        self.tokens = tokens if isinstance(tokens, DeviceTokens) else DeviceTokens(tokens, device)
-        starts_SB = window_starts(len(self.tokens), batch_size * steps, seq_len, generator).view(
-            steps, batch_size
-        )
-        if device.type == "cuda":
-            starts_SB = starts_SB.pin_memory()
-        self.starts_SB = starts_SB.to(device, non_blocking=True)
-        self.offsets_T1 = torch.arange(seq_len + 1, device=device)
-        self.step = 0
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.host is not None:
-            from workbench.data import random_batch
-
-            return random_batch(self.host, self.batch_size, self.seq_len, self.generator, self.device)
-        w_BT1 = self.tokens.tokens_N[self.starts_SB[self.step][:, None] + self.offsets_T1].long()
-        self.step += 1
-        return w_BT1[:, :-1], w_BT1[:, 1:]
 
 
 def compile_cache_dir() -> str:

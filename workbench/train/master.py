@@ -6,7 +6,7 @@ many times the active ones (16 experts: 16x a dense FFN's), so these casts move 
 proportion to the memory's size, not to the work done: a third of the gap between a switch
 layer and the dense FFN of equal active FLOPs at d=768 (docs/PERFORMANCE.md). Holding those
 weights in bf16 and giving the optimizer the float32 copy removes the casts; the fused update
-(:mod:`workbench.fused_adamw`) reads the bf16 gradient and writes the bf16 weight in the same
+(:mod:`workbench.train.fused_adamw`) reads the bf16 gradient and writes the bf16 weight in the same
 pass as the float32 AdamW update, so the optimizer moves no more bytes than before.
 
 The numerics are autocast's: the forward reads the same bf16 rounding of the same float32
@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from workbench.fused_adamw import adamw_master_update
 from workbench.memory.base import keeps_float32
 from workbench.memory.experts import ExpertBank
+from workbench.train.fused_adamw import adamw_master_update
 
 
 def low_precision_parameters(model: nn.Module) -> list[torch.Tensor]:

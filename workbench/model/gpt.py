@@ -2,7 +2,7 @@
 
 Reads top to bottom: attention -> block -> placement -> model -> analytic cost.
 Pre-norm (LayerNorm without bias), causal SDPA attention, learned positions, tied embeddings.
-``model.altup_k`` > 1 runs the blocks inside AltUp (workbench/altup.py).
+``model.altup_k`` > 1 runs the blocks inside AltUp (workbench/model/altup.py).
 
 Shapes: B batch, T sequence, D model width, H heads, V vocabulary.
 """
@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench import altup
 from workbench.config import ModelConfig
 from workbench.errors import ConfigError
 from workbench.memory import ForwardContext, LayerContext, MemoryConfig, MemoryLayer
 from workbench.memory.dense import DenseConfig
+from workbench.model import altup
 
 
 class CausalSelfAttention(nn.Module):

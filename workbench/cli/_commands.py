@@ -45,7 +45,11 @@ def run(
         str, typer.Argument(help="Python file defining `space = Space(...)`, e.g. spaces/quickstart.py.")
     ],
     trials: Annotated[
-        int | None, typer.Option(help="Target number of finished trials (default: the space's `trials`).")
+        int | None,
+        typer.Option(
+            help="Target number of designs (default: the space's `trials`); each trains once per seed, "
+            "so the study runs trials x repeats."
+        ),
     ] = None,
     timeout: Annotated[
         float | None, typer.Option(help="Stop starting new trials after this many seconds.")
@@ -61,7 +65,20 @@ def run(
     ] = None,
     store: Annotated[str, typer.Option(help=STORE_HELP)] = DEFAULT_STORE,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of the sampler, and the first training seed of every design (seed, seed+1, ... "
+            "with --repeats). A train.seed the space declares or --set wins over it."
+        ),
+    ] = 0,
+    repeats: Annotated[
+        int | None,
+        typer.Option(
+            help="Train every design under this many seeds (default: the space's `repeats`, 1). "
+            "Pareto fronts then compare seed means with 95% intervals."
+        ),
+    ] = None,
     sampler: Annotated[
         str, typer.Option(help="tpe, nsga2, random, qmc, or grid (enumerates the space).")
     ] = "tpe",
@@ -99,7 +116,7 @@ def run(
     resolve_device(device)
     space = load_space(space_file)
     overrides = dict(_parse_override(s) for s in set_ or [])
-    space = apply_overrides(space, overrides, seed)
+    space = apply_overrides(space, overrides, repeats)
     opts = StudyOptions(
         trials=trials,
         timeout=timeout,
@@ -133,8 +150,8 @@ def ingest(
     A study whose name the store already holds for a different optuna study (its journal was
     deleted, or another storage was named) is refused and nothing of it is written; see `workbench drop`.
     """
-    from workbench.ingest import ingest_storage
     from workbench.store import Store
+    from workbench.store.ingest import ingest_storage
     from workbench.study import default_storage
 
     url = storage or default_storage(store)
@@ -205,7 +222,8 @@ def pareto(
         str, typer.Option(help="Compute axis: flops_per_token, params_total, params_active, ...")
     ] = "flops_per_token",
 ) -> None:
-    """Print a study's Pareto front: validation perplexity against a compute axis."""
+    """Print a study's Pareto front of designs: mean validation perplexity over seeds, with its 95%
+    interval and the probability (bootstrap over seeds) that the design is on the front."""
     _print_front(store, study_name, x)
 
 
@@ -286,7 +304,7 @@ def app_command(
 
     It keeps working while `workbench run` writes to the same store and shows new trials as they land.
     """
-    from workbench.explore import run_app, streamlit_command
+    from workbench.cli._launch import run_app, streamlit_command
 
     argv, env = streamlit_command(store, port, host)
     typer.echo(
@@ -296,26 +314,49 @@ def app_command(
 
 
 def _print_front(store: str, study_name: str, x: str = "flops_per_token") -> None:
+    import pandas as pd
+
     from workbench.store import Store
 
     front = Store.open(store, read_only=True).pareto(study_name, x=x, y="val_ppl")
-    cols = [
-        c
-        for c in [
-            "trial_number",
-            "memory_kind",
-            "val_ppl",
-            x,
-            "params_total",
-            "params_active",
-            "tokens_per_s",
-        ]
-        if c in front.columns
-    ]
     if front.empty:
         typer.echo(f"study {study_name!r}: no completed trials yet")
         return
-    _print_frame(front[cols], title=f"Pareto front of {study_name!r}: val_ppl vs {x}")
+    table = pd.DataFrame(
+        {
+            "first trial": front["first_trial"],
+            "kind": front["memory_kind"],
+            "seeds": front["n_seeds"],
+            "val_ppl (mean)": front["val_ppl_mean"],
+            "95% interval": [
+                _interval(lo, hi)
+                for lo, hi in zip(front["val_ppl_ci95_low"], front["val_ppl_ci95_high"], strict=True)
+            ],
+            "P(on front)": front["p_front"],
+            x: front[x],
+            "params_total": front["params_total"],
+            "tokens_per_s": front["tokens_per_s"],
+        }
+    )
+    _print_frame(table, title=f"Pareto front of {study_name!r}: mean val_ppl over seeds vs {x}")
+    shaky = front[~front["significant"]]
+    if front["n_seeds"].max() < 2:
+        typer.echo(
+            "one seed per design: no intervals; train several (--repeats 3) to tell designs apart from seed noise"
+        )
+    elif not shaky.empty:
+        typer.echo(
+            f"{len(shaky)} of {len(front)} front designs are not significant (on the front in < 95% of "
+            f"bootstrap resamples of their seeds): first trials {', '.join(map(str, shaky['first_trial']))}"
+        )
+
+
+def _interval(low: float, high: float) -> str:
+    import math
+
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a (1 seed)"
+    return f"[{low:.4g}, {high:.4g}]"
 
 
 def _print_frame(frame: Any, title: str | None = None) -> None:

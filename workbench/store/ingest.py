@@ -1,14 +1,11 @@
-"""Copy optuna studies into the DuckDB store, idempotently (DESIGN.md D).
+"""Copy optuna studies into the DuckDB store, idempotently (docs/DESIGN.md §6).
 
 Optuna storage is the source of truth. A trial is rewritten whole (delete its rows, insert
 them again) inside a short transaction, so re-ingesting adds nothing and a trial that was
 RUNNING is replaced once it finishes. Finished trials are immutable in optuna, so a trial
 already stored in the same finished state is skipped unless ``force=True``.
 
-The trial code writes these user attrs (all optional): ``wb.status``, ``wb.error``,
-``wb.config`` (nested ``{section: {field: value}}``), ``wb.config_hash``, ``wb.metrics``,
-``wb.curve`` (``[step, metric, value]`` rows), ``wb.routing`` (per-layer dicts) and
-``wb.provenance``; the study carries ``wb.space``, ``wb.objectives`` and ``wb.study_uid``.
+What a trial writes, and so what is read here, is the contract of :mod:`workbench.record`.
 
 ``wb.study_uid`` identifies the optuna study the stored rows came from: a write of another
 optuna study under a name the store already holds (its journal was deleted, another storage was
@@ -37,9 +34,10 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from workbench import sqlfiles
+from workbench import record
 from workbench.errors import StoreError, StudyMismatchError
-from workbench.store import Store
+from workbench.store import sqlfiles
+from workbench.store._store import Store
 
 _STATE_STATUS = {
     TrialState.COMPLETE: "complete",
@@ -48,20 +46,8 @@ _STATE_STATUS = {
     TrialState.RUNNING: "running",
     TrialState.WAITING: "waiting",
 }
-# The study user attr holding the study's identity (a uuid set once, when the workbench creates it).
-STUDY_UID_ATTR = "wb.study_uid"
 # Longest a bulk ingest holds DuckDB's exclusive lock before letting readers in.
 BATCH_HOLD_S = 0.25
-_FLOAT_METRICS = ("val_ppl", "val_loss", "tokens_per_s", "train_seconds")
-_INT_METRICS = (
-    "flops_per_token",
-    "flops_per_token_fvcore",
-    "params_total",
-    "params_active",
-    "peak_mem_bytes",
-    "tokens_trained",
-    "steps",
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,8 +134,8 @@ def ingest_study(
     stored = {} if force else _stored_states(store, study.study_name)
     pending = [t for t in trials if not (t.state.is_finished() and stored.get(t.number) == t.state.name)]
     attrs = study.user_attrs
-    space = attrs.get("wb.space")
-    uid = _str_or_none(attrs.get(STUDY_UID_ATTR))
+    space = attrs.get(record.STUDY_SPACE)
+    uid = _str_or_none(attrs.get(record.STUDY_UID))
     study_row = {
         "study_name": study.study_name,
         "space_name": space.get("name") if isinstance(space, Mapping) else None,
@@ -233,7 +219,8 @@ def _write_trial(
     routing, loads = _routing_columns(trial)
     _execute(con, "insert_routing", {**key, **routing})
     _execute(con, "insert_routing_load", {**key, **loads})
-    provenance = trial.user_attrs.get("wb.provenance")
+    _execute(con, "insert_tuning", {**key, **_tuning_columns(trial)})
+    provenance = trial.user_attrs.get(record.PROVENANCE)
     if isinstance(provenance, Mapping):
         _execute(con, "insert_provenance", {**key, **_provenance_row(provenance)})
     return str(trial_row["status"])
@@ -281,7 +268,7 @@ def _check_identity(
 
 def study_objectives(study: optuna.Study) -> list[dict[str, str]]:
     """``wb.objectives`` of the study, or names ``value``/``value_<i>`` with optuna's directions."""
-    declared = study.user_attrs.get("wb.objectives")
+    declared = study.user_attrs.get(record.STUDY_OBJECTIVES)
     if isinstance(declared, list) and all(isinstance(o, Mapping) and "name" in o for o in declared):
         return [{"name": str(o["name"]), "direction": str(o.get("direction", "minimize"))} for o in declared]
     directions = [d.name.lower() for d in study.directions]
@@ -292,7 +279,7 @@ def study_objectives(study: optuna.Study) -> list[dict[str, str]]:
 
 def trial_status(trial: FrozenTrial) -> str:
     """``wb.status`` of a finished trial; otherwise, or when missing, derived from optuna's state."""
-    status = trial.user_attrs.get("wb.status")
+    status = trial.user_attrs.get(record.STATUS)
     if trial.state.is_finished() and isinstance(status, str) and status:
         return status
     return _STATE_STATUS[trial.state]
@@ -311,21 +298,23 @@ def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _trial_row(trial: FrozenTrial, objective_names: Sequence[str]) -> dict[str, Any]:
     attrs = trial.user_attrs
-    config = attrs.get("wb.config")
-    metrics = attrs.get("wb.metrics")
+    config = attrs.get(record.CONFIG)
+    metrics = attrs.get(record.METRICS)
     metrics = metrics if isinstance(metrics, Mapping) else {}
     memory = config.get("memory") if isinstance(config, Mapping) else None
-    error = attrs.get("wb.error") or trial.system_attrs.get("fail_reason")
+    error = attrs.get(record.ERROR) or trial.system_attrs.get("fail_reason")
     values = trial.values or []
     names = list(objective_names) + [f"value_{i}" for i in range(len(objective_names), len(values))]
     return {
         "status": trial_status(trial),
         "optuna_state": trial.state.name,
         "config_json": _json(config) if config is not None else None,
-        "config_hash": _str_or_none(attrs.get("wb.config_hash")),
+        "config_hash": _str_or_none(attrs.get(record.CONFIG_HASH)),
         "memory_kind": _str_or_none(memory.get("kind")) if isinstance(memory, Mapping) else None,
-        **{name: _as_float(metrics.get(name)) for name in _FLOAT_METRICS},
-        **{name: _as_int(metrics.get(name)) for name in _INT_METRICS},
+        "design_hash": _design_hash(attrs),
+        "seed": _as_int(config.get("train", {}).get("seed")) if isinstance(config, Mapping) else None,
+        "replicate": _as_int(attrs.get(record.REPLICATE)),
+        **{name: _COERCE[kind](metrics.get(name)) for name, kind in record.stored_metrics().items()},
         "metrics_json": _json(metrics) if metrics else None,
         "objective_values_json": _json(dict(zip(names, values, strict=False))) if values else None,
         "error": _str_or_none(error),
@@ -335,8 +324,51 @@ def _trial_row(trial: FrozenTrial, objective_names: Sequence[str]) -> dict[str, 
     }
 
 
+def _design_hash(attrs: Mapping[str, Any]) -> str | None:
+    """The stored design hash; for trials written before designs had one, the config's without
+    its seed (knobs fit per design were not recorded then, so none is left out)."""
+    stored = _str_or_none(attrs.get(record.DESIGN_HASH))
+    config = attrs.get(record.CONFIG)
+    if stored is not None or not isinstance(config, Mapping):
+        return stored
+    return record.design_hash(config)
+
+
+def _tuning_columns(trial: FrozenTrial) -> dict[str, list[Any]]:
+    tuned = trial.user_attrs.get(record.TUNED)
+    columns: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "probes",
+            "params",
+            "values",
+            "val_losses",
+            "tokens_trained",
+            "train_seconds",
+            "chosen",
+            "errors",
+        )
+    }
+    for index, probe in enumerate(_attr_list(trial, record.TUNING)):
+        values = probe.get("values") if isinstance(probe, Mapping) else None
+        if not isinstance(values, Mapping):
+            raise StoreError(
+                f"trial {trial.number}: {record.TUNING} entries hold a 'values' dict, got {probe!r}"
+            )
+        for name, value in values.items():
+            columns["probes"].append(index)
+            columns["params"].append(str(name))
+            columns["values"].append(_as_float(value))
+            columns["val_losses"].append(_as_float(probe.get("val_loss")))
+            columns["tokens_trained"].append(_as_int(probe.get("tokens_trained")))
+            columns["train_seconds"].append(_as_float(probe.get("train_seconds")))
+            columns["chosen"].append(isinstance(tuned, Mapping) and dict(values) == dict(tuned))
+            columns["errors"].append(_str_or_none(probe.get("error")))
+    return columns
+
+
 def _param_columns(trial: FrozenTrial) -> dict[str, list[Any]]:
-    config = trial.user_attrs.get("wb.config")
+    config = trial.user_attrs.get(record.CONFIG)
     flat = flatten_config(config) if isinstance(config, Mapping) else {}
     # A sampled optuna parameter that is not a config field (a transformed knob) is kept as is.
     flat.update({name: value for name, value in trial.params.items() if name not in flat})
@@ -361,7 +393,7 @@ def _curve_columns(trial: FrozenTrial) -> dict[str, list[Any]]:
     steps: list[int | None] = []
     metrics: list[str] = []
     values: list[float | None] = []
-    for point in _attr_list(trial, "wb.curve"):
+    for point in _attr_list(trial, record.CURVE):
         if not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 3:
             raise StoreError(f"trial {trial.number}: wb.curve rows are [step, metric, value], got {point!r}")
         steps.append(_as_int(point[0]))
@@ -374,7 +406,7 @@ def _routing_columns(trial: FrozenTrial) -> tuple[dict[str, list[Any]], dict[str
     keys = ("n_blocks", "load_entropy", "load_entropy_max", "dropped_frac", "unused_frac")
     layers: dict[str, list[Any]] = {"layers": [], **{k: [] for k in keys}}
     loads: dict[str, list[Any]] = {"layers": [], "blocks": [], "loads": []}
-    for entry in _attr_list(trial, "wb.routing"):
+    for entry in _attr_list(trial, record.ROUTING):
         layer = _as_int(entry.get("layer")) if isinstance(entry, Mapping) else None
         if layer is None:
             raise StoreError(
@@ -457,6 +489,9 @@ def _as_int(value: Any) -> int | None:
     """An int (floats rounded); None for missing, non-finite and non-numbers."""
     number = _as_float(value)
     return round(number) if number is not None and math.isfinite(number) else None
+
+
+_COERCE = {float: _as_float, int: _as_int}
 
 
 def _str_or_none(value: Any) -> str | None:

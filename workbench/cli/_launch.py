@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.explore import STORE_ENV
 
-STORE_ENV = "WORKBENCH_STORE"
 APP_SCRIPT = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
 
 

@@ -1,6 +1,6 @@
 """Find the store's SQL files: numbered migrations, views (one per file) and named queries.
 
-A wheel carries them as ``workbench/_sql/{migrations,views,queries}`` (hatch force-include in
+A wheel carries them as ``workbench/store/_sql/{migrations,views,queries}`` (hatch force-include in
 ``pyproject.toml``); an editable install or a source checkout reads the repository's
 ``store/{migrations,views,queries}``. The packaged copy wins when both exist.
 """
@@ -18,7 +18,7 @@ SqlKind = Literal["migrations", "views", "queries"]
 
 _ROOTS = (
     Path(__file__).resolve().parent / "_sql",  # installed wheel
-    Path(__file__).resolve().parent.parent / "store",  # source checkout / editable install
+    Path(__file__).resolve().parents[2] / "store",  # source checkout / editable install
 )
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 # A statement ends with ';' at the end of a line; our own files keep to that, so a plain split is safe.

@@ -1,0 +1,110 @@
+"""The trial record: what a trial writes to the optuna storage and the store reads back.
+
+One contract between :mod:`workbench.trial` (the writer), :mod:`workbench.store.ingest` (the
+copier), the space's objectives and the explorer: the ``wb.*`` user-attribute keys, and
+:class:`TrialMetrics`, whose stored fields are the typed metric columns of the ``trials`` table
+(``tests/test_record.py`` holds the two together). The optuna storage alone is enough to rebuild
+the store (docs/DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Trial user attributes.
+STATUS = "wb.status"  # complete | failed | infeasible | pruned | interrupted
+ERROR = "wb.error"  # the reason a trial did not complete, one line
+CONFIG = "wb.config"  # the full nested config {section: {field: value}}
+CONFIG_HASH = "wb.config_hash"  # TrialConfig.config_hash(): the seed included
+DESIGN_HASH = "wb.design_hash"  # TrialConfig.design_hash(): the runs of one design share it
+REPLICATE = (
+    "wb.replicate"  # which of the design's seeds this run trains (0 = the first, which queues the rest)
+)
+TUNED = "wb.tuned"  # {knob: value} fit to the design by its first run, e.g. {"train.lr": 0.002}
+TUNING = "wb.tuning"  # the probe runs that fit it: [{"param", "value", "val_loss", ...}, ...]
+METRICS = "wb.metrics"  # TrialMetrics.to_dict()
+CURVE = "wb.curve"  # [[step, metric, value], ...]
+ROUTING = "wb.routing"  # [{"layer": i, "n_blocks": ..., "load": [...], ...}, ...]
+PROVENANCE = "wb.provenance"  # git commit, packages, device, seed, host
+# Study user attributes.
+STUDY_SPACE = "wb.space"  # the space as JSON, checked on resume
+STUDY_OBJECTIVES = "wb.objectives"  # [{"name": "val_ppl", "direction": "minimize"}, ...]
+STUDY_UID = "wb.study_uid"  # a uuid set once, when the workbench creates the study
+
+
+def _stored(**kw: Any) -> Any:
+    """A metric with a typed column of the same name in ``trials``."""
+    return dataclasses.field(default=None, metadata={"stored": True}, **kw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialMetrics:
+    """The measurements of one trial. ``None``: not measured (an infeasible or failed trial has
+    only the analytic costs)."""
+
+    val_ppl: float | None = _stored()
+    val_loss: float | None = _stored()
+    flops_per_token: int | None = _stored()  # analytic forward FLOPs per token (2 per multiply-add)
+    flops_per_token_fvcore: int | None = _stored()  # fvcore's count of the traced model
+    params_total: int | None = _stored()
+    params_active: int | None = _stored()
+    tokens_per_s: float | None = _stored()
+    peak_mem_bytes: int | None = _stored()
+    train_seconds: float | None = _stored()
+    tokens_trained: int | None = _stored()
+    steps: int | None = _stored()
+    epochs: float | None = _stored()  # tokens trained / training tokens of the corpus
+    corpus_tokens: int | None = None  # training tokens of the corpus
+    wall_seconds: float | None = None
+    compile_seconds: float | None = None
+    cuda_graph: bool | None = None
+    eager_reason: str | None = None
+    master_weights: bool | None = None
+    stopped_by: str | None = None  # tokens | seconds
+    duplicate_of: int | None = None  # the trial whose results this one reused
+
+    def to_dict(self) -> dict[str, Any]:
+        """The measured fields (``None`` left out), as the trial stores them."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrialMetrics:
+        """Read a stored ``wb.metrics``; unknown keys (from newer or older writers) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def stored_metrics() -> dict[str, type]:
+    """``{name: float | int}`` of the metrics that have a typed ``trials`` column."""
+    kinds = {"float | None": float, "int | None": int}
+    return {f.name: kinds[str(f.type)] for f in dataclasses.fields(TrialMetrics) if f.metadata.get("stored")}
+
+
+def objective_metrics() -> tuple[str, ...]:
+    """The metrics a space may optimise: the stored ones except the fvcore cross-check and counters."""
+    skip = {"flops_per_token_fvcore", "tokens_trained", "steps", "epochs"}
+    return tuple(name for name in stored_metrics() if name not in skip)
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a nested config dict: stable across runs and machines."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def design_hash(config: Mapping[str, Any], per_design: Iterable[str] = ()) -> str:
+    """The digest of the design a run trains: its config without ``train.seed`` (the runs of one
+    design differ only in it) nor the ``per_design`` knobs fit to each design (``Tuned``)."""
+    leave_out = {"train.seed", *per_design}
+    design = {
+        section: {k: v for k, v in fields.items() if f"{section}.{k}" not in leave_out}
+        if isinstance(fields, Mapping)
+        else fields
+        for section, fields in config.items()
+    }
+    return config_digest(design)
