@@ -87,6 +87,12 @@ def load_trials(
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=16)
+def load_designs(path: str, studies: tuple[str, ...], version: tuple[Any, ...]) -> pd.DataFrame:
+    """One row per design of ``studies``: seeds, means and 95% intervals (the ``designs`` view)."""
+    return _store(path).designs(list(studies))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=16)
 def load_sampled(path: str, studies: tuple[str, ...], version: tuple[Any, ...]) -> list[str]:
     """Parameters sampled in any of ``studies`` (the others were fixed by the space)."""
     summary = _store(path).param_summary(list(studies))
@@ -113,6 +119,11 @@ def load_grid(
     version: tuple[Any, ...],
 ) -> Any:
     return _store(path).to_xarray(list(studies), metric, list(dims), reduce)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=32)
+def load_rerun_command(path: str, key: str, version: tuple[Any, ...]) -> str:
+    return explore.trial_rerun_command(_store(path), key)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=16)

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from bench.common import Deadline, host_syncs, time_cuda
-from workbench.train.master import cast_to
 from workbench.memory import ForwardContext, LayerContext, config_from_dict
 from workbench.train import side_stream
+from workbench.train.master import cast_to
 
 EXPERT_KINDS = ("switch", "gshard", "base", "hash", "avgk", "lsh")
 

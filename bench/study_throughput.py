@@ -1,7 +1,7 @@
 """(c, d) Study throughput: completed trials per GPU-hour, GPU busy fraction, peak memory per trial.
 
-A standard small space of ~10M-parameter GPTs (6 layers, d 320 or 384, seq 256, the KJV corpus
-with its 2048-token BPE) whose FFN slots hold a dense FFN, a 4-expert Switch MoE or a 4-expert
+A standard small space of ~10M-parameter GPTs (6 layers, d 320 or 384, seq 256, the en-mix corpus
+with its 2048-token BPE, so 20M-token trials stay under one epoch) whose FFN slots hold a dense FFN, a 4-expert Switch MoE or a 4-expert
 hash layer of equal total parameters, run through :func:`workbench.study.run_study` exactly
 as ``workbench run`` runs it (journal storage, DuckDB ingest after every trial), with 1 or
 several workers on the one GPU. The GPU busy fraction is nvidia-smi's ``utilization.gpu``
@@ -28,7 +28,7 @@ def small_space(tokens: int, compile_: bool) -> Space:
     return Space(
         "bench-small",
         {
-            "data.corpus": "kjv",
+            "data.corpus": "en-mix",
             "data.tokenizer": "bpe",
             "data.vocab_size": 2048,
             "model.seq_len": 256,
@@ -104,7 +104,7 @@ def run(
     from workbench.study import StudyOptions, apply_overrides, run_study
 
     # The corpus and its BPE are prepared once per machine (cached), not per study: outside the clock.
-    prepare_tokens(DataConfig(corpus="kjv", tokenizer="bpe", vocab_size=2048))
+    prepare_tokens(DataConfig(corpus="en-mix", tokenizer="bpe", vocab_size=2048))
     tmp = Path(tempfile.mkdtemp(prefix="wb-bench-"))
     space = apply_overrides(small_space(tokens, compile_), {})
     opts = StudyOptions(

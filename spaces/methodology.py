@@ -23,7 +23,7 @@ LEARNING_RATES = [5e-4, 1e-3, 2e-3, 4e-3]
 space = Space(
     "methodology",
     {
-        "data.corpus": "wikidocs",
+        "data.corpus": "en-mix",
         "data.tokenizer": "bpe",
         "data.vocab_size": 2048,
         "model.seq_len": 256,

@@ -42,7 +42,12 @@ TINY_TOKENS = 2048  # training tokens per trial: the app needs real trials, not 
 
 
 def run_tiny_study(
-    root: Path, store: Path, trials: int, study_name: str = "tiny", sampler: str = "grid"
+    root: Path,
+    store: Path,
+    trials: int,
+    study_name: str = "tiny",
+    sampler: str = "grid",
+    repeats: int | None = None,
 ) -> None:
     """Train ``trials`` designs of the tiny space on CPU into ``store`` (a second or two a trial).
 
@@ -53,7 +58,9 @@ def run_tiny_study(
     from workbench.space import load_space
     from workbench.study import StudyOptions, apply_overrides, run_study
 
-    space = apply_overrides(load_space(tiny_space_file(root, study_name)), {"train.tokens": TINY_TOKENS})
+    space = apply_overrides(
+        load_space(tiny_space_file(root, study_name)), {"train.tokens": TINY_TOKENS}, repeats=repeats
+    )
     opts = StudyOptions(
         trials=trials, store=str(store), device="cpu", sampler=sampler, progress=False, study_name=study_name
     )
@@ -70,7 +77,7 @@ _BUILT: dict[str, Path] = {}
 def session_store(name: str, factory: Any) -> Path:
     """One of the fixture stores, built on first use: ``real`` (a 6-trial tiny study, dense and
     switch), ``failed`` (a study whose first trial crashed), ``empty``, ``synthetic`` (2 studies
-    of 400 synthetic trials)."""
+    of 400 synthetic trials), ``repeats`` (2 tiny designs, 3 seeds each)."""
     if name not in _BUILT:
         root = factory.mktemp(f"app-{name}")
         path = root / "wb.duckdb"
@@ -81,6 +88,8 @@ def session_store(name: str, factory: Any) -> Path:
                 run_tiny_study(root, path, trials=2, study_name="crashy", sampler="random")
         elif name == "empty":
             empty_store(path)
+        elif name == "repeats":
+            run_tiny_study(root, path, trials=2, study_name="seeds", repeats=3)
         elif name == "synthetic":
             write_synthetic_store(path, 400, studies=("synth-a", "synth-b"))
         else:

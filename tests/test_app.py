@@ -607,3 +607,21 @@ def test_workbench_app_command_starts_streamlit_headless_on_localhost(
     assert seen["env"][STORE_ENV] == str(tmp_path / "s.duckdb")
     help_text = CliRunner().invoke(cli.app, ["app", "--help"]).output
     assert "--store" in help_text and "--port" in help_text
+
+
+def test_pareto_page_of_repeated_designs_draws_means_with_95_intervals(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = session_store("repeats", tmp_path_factory)
+    designs = Store.open(store, read_only=True).designs("seeds")
+    assert designs["n_seeds"].tolist() == [3, 3]
+    at = ok(open_app(store, monkeypatch, "pareto"))
+    traces = [
+        t for t in charts(at)[0]["data"] if not t.get("name", "").startswith("front") and t.get("customdata")
+    ]
+    assert sum(len(t["customdata"]) for t in traces) == 2  # one point per design, not per run
+    bars = [t["error_y"] for t in traces if t.get("error_y", {}).get("visible")]
+    assert len(bars) == len(traces), "every design of three seeds has an error bar"
+    assert "mean over seeds" in texts(at.caption)
+    front = at.dataframe[0].value
+    assert {"n_seeds", "val_ppl_ci95_low", "val_ppl_ci95_high", "p_front"} <= set(front.columns)

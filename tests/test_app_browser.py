@@ -1,5 +1,12 @@
 """End to end in a real headless Chromium: `workbench app` serves a real tiny study; the Pareto page
-draws its points, a sidebar filter removes some, and screenshots are saved.
+draws its points, a sidebar filter removes some, a lasso opens the Compare page (training and
+validation curves overlaid, a log axis, a CSV download), and a filter on the Parameters page shows
+on its parallel coordinates. On a synthetic store: hiding dominated designs and picking a design on
+the front against its neighbours. Screenshots are saved.
+
+The parallel-coordinates filter is driven through the page's filter widgets, not a brush dragged on
+the figure: plotly does not report a parcoords brush back to Streamlit, so the widgets are what
+filters the table; the test checks that the figure shows their bands (``constraintrange``).
 
 Uses Debian's chromium at /usr/bin/chromium driven by Playwright's Python package (no browser
 download). Without it the test skips, unless WORKBENCH_REQUIRE_BROWSER=1 (set by .ci/run), which
@@ -13,6 +20,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from helpers_app import CHROMIUM as CHROMIUM_PATH
 from helpers_app import CHROMIUM_ARGS, serve_app, session_store
@@ -47,6 +55,22 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_browser()
     with serve_app(session_store("real", tmp_path_factory)) as url:
         yield url
+
+
+@pytest.fixture
+def synthetic_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`workbench app` on the synthetic store (two studies of 400 trials: long fronts)."""
+    require_browser()
+    with serve_app(session_store("synthetic", tmp_path_factory)) as url:
+        yield url
+
+
+# The data and layout plotly drew, of the first figure whose first trace has ``type``.
+FIGURE = """type => {
+  const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.data && g.data[0].type === type);
+  return gd ? {data: gd.data.map(t => ({name: t.name, x: t.x, constraintranges: (t.dimensions || [])
+    .map(d => d.constraintrange || null)})), xaxis: gd._fullLayout.xaxis ? gd._fullLayout.xaxis.type : null} : null;
+}"""
 
 
 def screenshot_dir(tmp_path: Path) -> Path:
@@ -99,14 +123,94 @@ def test_pareto_page_in_chromium_filters_points(app_url: str, tmp_path: Path) ->
             page.mouse.up()
             expect(page.get_by_text("Selection (4)")).to_be_visible(timeout=30_000)
             page.screenshot(path=shots / "pareto-selected.png")
-            page.get_by_role("button", name="Compare").click()
+            page.get_by_role("button", name="Compare", exact=True).click()
             expect(page.get_by_role("heading", name="Compare trials")).to_be_visible(timeout=30_000)
             page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=30_000)
-            assert page.locator(".js-plotly-plot .scatterlayer .trace").count() == 4  # one curve per trial
+            # Validation and training curves of the 4 trials overlaid: 8 lines.
+            page.wait_for_function(
+                "document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length === 8",
+                timeout=30_000,
+            )
+            page.get_by_text("log x", exact=True).click()
+            page.wait_for_function(
+                f"({FIGURE})('scatter') && ({FIGURE})('scatter').xaxis === 'log'", timeout=30_000
+            )
+            page.wait_for_timeout(500)
             page.screenshot(path=shots / "compare-selected.png")
+
+            # The metrics table downloads as a CSV that pandas reads.
+            with page.expect_download(timeout=30_000) as download:
+                page.get_by_test_id("stDownloadButton").filter(has_text="CSV").first.click()
+            csv = tmp_path / download.value.suggested_filename
+            download.value.save_as(csv)
+            metrics = pd.read_csv(csv)
+            assert csv.name == "compare_metrics_table.csv"
+            assert "validation perplexity" in metrics["metric"].tolist() and len(metrics.columns) == 6
+
+            # Parameters: a filter on memory.kind shows as a band on the parallel coordinates.
+            page.goto(f"{app_url}/params", wait_until="domcontentloaded")
+            page.wait_for_function(f"({FIGURE})('parcoords') !== null", timeout=60_000)
+            page.get_by_text("Filter designs").click()
+            kinds = page.get_by_test_id("stMultiSelect").filter(has_text="memory.kind")
+            kinds.get_by_role("button", name="Remove dense").click()
+            expect(page.get_by_text("4 of 6 complete trials pass the filters")).to_be_visible(timeout=30_000)
+            page.wait_for_function(
+                f"JSON.stringify(({FIGURE})('parcoords').data[0].constraintranges[0]) === '[[0.6,1.4]]'",
+                timeout=30_000,
+            )
+            page.wait_for_timeout(500)
+            page.screenshot(path=shots / "params-filtered.png")
+            assert page.get_by_test_id("stException").count() == 0
         finally:
             browser.close()
     # 6 trials + the front's markers before; the 2 dense trials (one on the front) gone after.
     assert before > after >= 4
     for name in ("pareto-before-filter.png", "pareto-after-filter.png", "compare-selected.png"):
         assert (shots / name).stat().st_size > 20_000, name
+
+
+def test_pareto_page_in_chromium_hides_dominated_and_picks_a_front_design(
+    synthetic_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = screenshot_dir(tmp_path)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"{synthetic_url}/pareto", wait_until="domcontentloaded")
+            page.wait_for_selector(POINTS, timeout=60_000)
+            caption = page.get_by_text(re.compile(r"complete trials plotted"))
+            expect(caption).to_contain_text("800 of 800 complete trials plotted", timeout=30_000)
+            front = int(re.search(r"(\d+) on the front", caption.inner_text()).group(1))
+
+            page.get_by_text("hide dominated designs").click()
+            expect(caption).to_contain_text(f"{800 - front} dominated hidden", timeout=30_000)
+            drawn = (
+                "() => document.querySelector('.js-plotly-plot')._fullData.filter(t => t.customdata && "
+                "!t.name.startsWith('front')).reduce((n, t) => n + t.x.length, 0)"
+            )
+            page.wait_for_function(f"({drawn})() === {front}", timeout=30_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=shots / "pareto-front-only.png")
+
+            # Pick the third design of the first study's front: its neighbours and config diff appear.
+            picker = page.get_by_test_id("stSelectbox").filter(has_text="Design on the front")
+            picker.click()
+            options = page.get_by_role("option")
+            third = options.nth(2).inner_text().split(" · ")[0]
+            options.nth(2).click()
+            table = page.get_by_test_id("stDataFrame").nth(1)
+            expect(table).to_contain_text("Δ previous", timeout=30_000)
+            ringed = (
+                "() => document.querySelector('.js-plotly-plot').data.find(t => t.name === 'front · picked')"
+            )
+            page.wait_for_function(f"({ringed})() !== undefined", timeout=30_000)
+            expect(page.get_by_test_id("stCode")).to_contain_text(f"retrain-{third.split('#')[1]}")
+            page.get_by_text("A front design and its neighbours").scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            page.screenshot(path=shots / "pareto-picked.png")
+            assert page.get_by_test_id("stException").count() == 0
+        finally:
+            browser.close()

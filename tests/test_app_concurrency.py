@@ -142,7 +142,7 @@ def test_pages_load_while_trials_are_rewritten_again_and_again(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(store), str(tmp_path / "wb.optuna.journal"), "2"],
+        [sys.executable, "-c", WRITER, str(store), str(tmp_path / "wb.optuna.journal"), "5"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -152,7 +152,7 @@ def test_pages_load_while_trials_are_rewritten_again_and_again(
         monkeypatch.setenv(STORE_ENV, str(store))
         at = AppTest.from_file(str(APP), default_timeout=60)
         loads = 0
-        pages = ["studies", "pareto", "trial", "compare", "sql"]
+        pages = ["studies", "pareto", "health", "trial", "params", "compare", "sql"]
         while writer.poll() is None:
             if loads == 0:
                 at.run()

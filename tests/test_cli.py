@@ -261,3 +261,150 @@ def test_streamlit_command_binds_localhost_headless(tmp_path: Path) -> None:
     assert env[STORE_ENV] == str((tmp_path / "wb.duckdb").resolve())
     with pytest.raises(WorkbenchError, match="--port"):
         streamlit_command(tmp_path / "wb.duckdb", 0)
+
+
+# --- crash-proof studies: one-line errors, exit 2, the store unchanged (docs/RELIABILITY.md) ----------
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single ``error: ...`` line of a refused command (exit 2, no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def journal_store(tmp_path: Path) -> tuple[Path, Path]:
+    """A store ingested from its default journal, which holds one study."""
+    from helpers_store import build_study
+
+    from workbench.store.ingest import open_optuna_storage
+
+    store, journal = tmp_path / "wb.duckdb", tmp_path / "wb.optuna.journal"
+    build_study("demo", open_optuna_storage(journal))
+    assert cli("ingest", "--store", str(store)).returncode == 0
+    return store, journal
+
+
+def test_ingest_repairs_a_torn_journal_tail_and_refuses_a_corrupt_middle(tmp_path: Path) -> None:
+    store, journal = journal_store(tmp_path)
+    whole = journal.read_bytes()
+    journal.write_bytes(whole[:-5])
+    result = cli("ingest", "--store", str(store))
+    assert result.returncode == 0, result.stderr
+    (warning,) = result.stderr.strip().splitlines()
+    (backup,) = tmp_path.glob("wb.optuna.journal.torn-*")
+    assert warning.startswith(f"warning: optuna journal {journal}: its last line was torn")
+    assert f"moved it to {backup}" in warning
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[1] = b"{not json\n"
+    journal.write_bytes(b"".join(lines))
+    before = digest(store)
+    error = one_error_line(cli("ingest", "--store", str(store)))
+    assert error.startswith(f"error: optuna journal {journal}: line 2 of {len(lines)} is not valid JSON")
+    assert digest(store) == before
+
+
+def test_a_foreign_duckdb_file_is_refused_by_ingest_and_sql(tmp_path: Path) -> None:
+    import duckdb
+
+    theirs = tmp_path / "theirs.duckdb"
+    con = duckdb.connect(str(theirs))
+    con.execute("CREATE TABLE trials (x INTEGER)")
+    con.close()
+    before = digest(theirs)
+    for args in (("ingest",), ("sql", "SELECT 1")):
+        error = one_error_line(cli(*args, "--store", str(theirs)))
+        assert error == (
+            f"error: {theirs} is not a workbench store (it has tables trials and no schema_migrations); "
+            "give another --store"
+        )
+    assert digest(theirs) == before
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("train.tokens=abc", "error: --set train.tokens='abc': train.tokens takes an integer, not str 'abc'"),
+        (
+            "model.d_model=abc",
+            "error: --set model.d_model='abc': model.d_model takes an integer, not str 'abc'",
+        ),
+        ("train.tokens", "error: --set 'train.tokens': expected NAME=VALUE"),
+    ],
+)
+def test_a_bad_set_value_names_the_field_and_its_type(
+    populated_store: Path, setting: str, message: str
+) -> None:
+    before = digest(populated_store)
+    space = Path(__file__).resolve().parents[1] / "spaces" / "quickstart.py"
+    result = cli("run", str(space), "--set", setting, "--store", str(populated_store), "--device", "cpu")
+    assert one_error_line(result).startswith(message)
+    assert digest(populated_store) == before
+
+
+def test_bad_store_and_storage_locations_are_one_line(tmp_path: Path) -> None:
+    from conftest import TINY_SPACE
+
+    space = tmp_path / "space.py"
+    space.write_text(TINY_SPACE.format(corpus=str(tmp_path / "unused.txt"), constraints=""))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    store = tmp_path / "wb.duckdb"
+    cases = {
+        (
+            "--store",
+            str(a_file / "sub" / "wb.duckdb"),
+        ): f"error: --store {a_file / 'sub' / 'wb.duckdb'}: cannot create its folder",
+        (
+            "--storage",
+            str(a_file / "x.journal"),
+        ): f"error: cannot create the optuna journal {a_file / 'x.journal'}",
+        (
+            "--storage",
+            "nosuchdb://host/db",
+        ): "error: --storage 'nosuchdb://host/db': unknown database 'nosuchdb'",
+        (
+            "--storage",
+            f"sqlite:///{a_file}/x.db",
+        ): f"error: --storage 'sqlite:///{a_file}/x.db': folder {a_file} does not exist",
+    }
+    for flag, message in cases.items():
+        extra = () if flag[0] == "--store" else ("--store", str(store))
+        result = cli("run", str(space), *flag, *extra, "--device", "cpu", "--no-progress")
+        assert one_error_line(result).startswith(message)
+        assert not store.exists()
+
+
+def test_a_storage_password_is_not_printed(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is not None:
+        pytest.skip("psycopg2 is installed: the URL would be connected to")
+    result = cli(
+        "ingest", "--store", str(tmp_path / "wb.duckdb"), "--storage", "postgresql://me:secret@db.example/x"
+    )
+    error = one_error_line(result)
+    assert "secret" not in error and "postgresql://me:***@db.example/x" in error
+
+
+def test_sql_runs_under_the_apps_guard(populated_store: Path, tmp_path: Path) -> None:
+    before = digest(populated_store)
+    out = tmp_path / "out.csv"
+    for query in (
+        f"COPY trials TO '{out}'",
+        f"SELECT * FROM read_csv('{populated_store}')",
+        "ATTACH ':memory:' AS m",
+    ):
+        one_error_line(cli("sql", query, "--store", str(populated_store)))
+    assert not out.exists() and digest(populated_store) == before
+
+
+def test_a_space_file_with_two_spaces_is_refused(populated_store: Path, tmp_path: Path) -> None:
+    space = tmp_path / "two.py"
+    space.write_text(
+        "from workbench.space import Space\n"
+        "space = Space('a', {'memory.kind': 'dense'})\n"
+        "old = Space('b', {'memory.kind': 'dense'})\n"
+    )
+    error = one_error_line(cli("run", str(space), "--store", str(populated_store)))
+    assert "defines 2 Space objects at module level (`space`, `old`)" in error

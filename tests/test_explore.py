@@ -360,10 +360,10 @@ def test_hypervolume_over_trials_per_study_with_a_maximised_axis() -> None:
     a = history[history["study_name"] == "a"]
     # Study a in trial order: (50 tok/s, 20), (100, 30), (100, 10). Reference: 0.9 * 50 = 45 tok/s
     # (costs -50 -> -45) and 1.1 * 30 = 33. Areas: 5 * 13 = 65; + (100 - 50) * (33 - 30) = 215;
-    # then (100, 10) dominates (100, 30): 5 * 13 + 50 * 23 = 1215.
+    # then (100, 10) dominates both: (100 - 45) * (33 - 10) = 1265, the whole ideal-reference box.
     assert a["trial_number"].tolist() == [0, 1, 2]
-    assert a["hypervolume"].tolist() == pytest.approx([65.0, 215.0, 1215.0])
-    assert a["fraction"].iloc[-1] == pytest.approx(1215.0 / ((100 - 45) * (33 - 10)))
+    assert a["hypervolume"].tolist() == pytest.approx([65.0, 215.0, 1265.0])
+    assert a["fraction"].tolist() == pytest.approx([65 / 1265, 215 / 1265, 1.0])
     by_time = explore.hypervolume_over_trials(trials, x, y, "finished_at")
     assert by_time[by_time["study_name"] == "a"]["trial_number"].tolist() == [1, 0, 2]
     assert explore.hypervolume_figure(history, x, y).data[0].line.shape == "hv"

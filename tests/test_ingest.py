@@ -14,12 +14,15 @@ from optuna.trial import TrialState
 from workbench.errors import StoreError, StudyMismatchError
 from workbench.store import Store
 from workbench.store.ingest import (
+    JournalRepaired,
     check_study_identity,
     flatten_config,
     ingest_storage,
     ingest_study,
     ingest_trial,
+    mask_url,
     open_optuna_storage,
+    repair_journal,
     study_objectives,
     trial_status,
 )
@@ -285,3 +288,105 @@ def test_a_deleted_journal_then_a_new_study_of_the_same_name(store: Store, tmp_p
     trials = store.trials(["a", "b"], with_params=False)
     assert trials.groupby("study_name").size().to_dict() == {"a": 1, "b": N_TRIALS}
     assert store.trials("a")["val_ppl"].tolist() == [11.0]  # the new study's trial, nothing of the old
+
+
+# --- crash-proof storages (docs/RELIABILITY.md) ----------------------------------------------------
+
+
+def test_a_torn_journal_tail_is_moved_aside_and_the_journal_works(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "s.journal"
+    build_study("a", open_optuna_storage(path))
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-7])  # a crash cut the last write short
+    with pytest.warns(JournalRepaired, match="last line was torn"):
+        storage = open_optuna_storage(path)
+    (backup,) = tmp_path.glob("s.journal.torn-*")
+    last_start = whole.rfind(b"\n", 0, len(whole) - 1) + 1
+    assert backup.read_bytes() == whole[last_start:-7]
+    assert path.read_bytes() == whole[:last_start]
+    build_study("b", storage)  # appends onto whole lines again
+    assert sorted(r.study_name for r in ingest_storage(store, path)) == ["a", "b"]
+
+
+def test_a_line_appended_onto_a_torn_tail_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "s.journal"
+    build_study("a", open_optuna_storage(path))
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-7] + b'{"op_code":0}\n')
+    with pytest.warns(JournalRepaired):
+        open_optuna_storage(path)
+    assert path.read_bytes() == whole[: whole.rfind(b"\n", 0, len(whole) - 1) + 1]
+
+
+def test_a_whole_journal_is_not_touched(tmp_path: Path) -> None:
+    path = tmp_path / "s.journal"
+    build_study("a", open_optuna_storage(path))
+    before = path.read_bytes()
+    assert repair_journal(path) is None and repair_journal(tmp_path / "absent.journal") is None
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.torn-*"))
+
+
+def test_a_corrupt_line_in_the_middle_of_a_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.journal"
+    build_study("a", open_optuna_storage(path))
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2] = b"garbage\n"
+    path.write_bytes(b"".join(lines))
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=rf"optuna journal {path}: line 3 of {len(lines)} is not valid JSON"):
+        open_optuna_storage(path)
+    assert path.read_bytes() == before
+
+
+def test_a_journal_in_an_unwritable_folder_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"cannot create the optuna journal .*give a --storage"):
+        open_optuna_storage(tmp_path / "missing-folder" / "s.journal")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("nosuchdb://host/db", "unknown database 'nosuchdb'"),
+        ("postgresql+nosuchdriver://u:pw@host/db", "unknown database"),
+        ("mysql+mysqldb://u:pw@host/db", "driver is not installed"),
+        ("sqlite:////no/such/folder/x.db", "folder /no/such/folder does not exist"),
+    ],
+)
+def test_an_unopenable_rdb_url_is_a_store_error(url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message) as info:
+        open_optuna_storage(url)
+    assert "pw" not in str(info.value)
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    path.write_text("not a database, just text that is long enough to have a header" * 4)
+    with pytest.raises(StoreError, match=r"cannot open .* as SQLite"):
+        open_optuna_storage(f"sqlite:///{path}")
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://user:secret@host/db", "postgresql://user:***@host/db"),
+        (
+            "postgresql+psycopg2://user:p@ss:w@host:5432/db?x=1",
+            "postgresql+psycopg2://user:***@host:5432/db?x=1",
+        ),
+        ("postgresql://user@host/db", "postgresql://user@host/db"),
+        ("sqlite:////abs/x.db", "sqlite:////abs/x.db"),
+        ("store/workbench.optuna.journal", "store/workbench.optuna.journal"),
+    ],
+)
+def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_a_storage_password_is_neither_stored_nor_printed(store: Store) -> None:
+    url = "postgresql://user:secret@host/db"
+    ingest_study(store, build_study("a", uid="1" * 32), url)
+    assert store.studies()["storage_url"].tolist() == ["postgresql://user:***@host/db"]
+    with pytest.raises(StudyMismatchError) as info:
+        check_study_identity(store, "a", "2" * 32, "mysql://me:hunter2@other/db")
+    assert "secret" not in str(info.value) and "hunter2" not in str(info.value)
+    assert "postgresql://user:***@host/db" in str(info.value) and "mysql://me:***@other/db" in str(info.value)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
 from workbench.config import ModelConfig, TrainConfig, TrialConfig
 from workbench.memory.switch import SwitchConfig
 from workbench.model import GPT
-from workbench.train import make_optimizer, uses_master_weights
+from workbench.train import make_optimizer, set_lr, uses_master_weights
 from workbench.train.master import MasterAdamW, cast_to, low_precision_parameters
 
 
@@ -84,3 +85,40 @@ def test_master_weights_only_on_cuda_under_bf16() -> None:
     assert not uses_master_weights(TrialConfig(train=TrainConfig(dtype="float32")), torch.device("cuda"))
     assert not uses_master_weights(TrialConfig(train=TrainConfig(master_weights=False)), torch.device("cuda"))
     assert type(make_optimizer(_switch_gpt(), on, torch.device("cpu"))) is torch.optim.AdamW
+
+
+def test_a_scaled_group_keeps_its_rate_in_both_parts() -> None:
+    # The value group's rate is lr times its lr_scale, for its bf16 (master) and float32 parts
+    # alike, through every step of a schedule.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 4))
+    ref = copy.deepcopy(model)
+
+    def groups(net: nn.Module) -> list[dict]:
+        return [
+            {"params": [net[0].weight], "weight_decay": 0.1},
+            {"params": [net[0].bias, net[1].weight, net[1].bias], "weight_decay": 0.0},
+            {"params": [net[3].weight, net[3].bias], "weight_decay": 0.0, "lr_scale": 3.0},
+        ]
+
+    opt = MasterAdamW(groups(model), low_precision_parameters(model), lr=1e-2, betas=(0.9, 0.95))
+    ref_opt = torch.optim.AdamW(groups(ref), lr=1e-2, betas=(0.9, 0.95))
+    assert opt.rest is not None
+    scaled = [g for g in opt.param_groups + opt.rest.param_groups if g.get("lr_scale") == 3.0]
+    assert len(scaled) == 2 and scaled[0]["lr"] is scaled[1]["lr"]  # one tensor for both parts
+    for step in range(4):
+        lr = 1e-2 * (step + 1) / 4
+        set_lr(opt, lr)
+        set_lr(ref_opt, lr)
+        assert float(scaled[0]["lr"]) == pytest.approx(3 * lr) and float(opt.lr) == pytest.approx(lr)
+        x = torch.randn(32, 8)
+        for net in (model, ref):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                net(x).float().square().mean().backward()
+        opt.step()
+        ref_opt.step()
+        opt.zero_grad()
+        ref_opt.zero_grad()
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        master = opt.state[p]["master"] if p in opt.state else p
+        torch.testing.assert_close(master, q, rtol=1e-5, atol=1e-6)

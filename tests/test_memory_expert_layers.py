@@ -411,3 +411,26 @@ def test_bad_configs_are_rejected_naming_the_field(knobs: dict, field: str, word
     with pytest.raises(ConfigError) as err:
         config_from_dict(knobs).validate(CTX)
     assert str(err.value).startswith(f"{field}:") and words in str(err.value)
+
+
+def test_a_straight_through_gate_reads_at_full_scale_and_trains_the_router() -> None:
+    torch.manual_seed(0)
+    prob = SwitchConfig(n_experts=4, expert_width=16, impl="loop").build(CTX)
+    straight = SwitchConfig(n_experts=4, expert_width=16, impl="loop", gate="straight").build(CTX)
+    straight.load_state_dict(prob.state_dict())
+    x = torch.randn(64, D)
+    probs, choice, gate = straight.route(x)
+    assert torch.allclose(gate, torch.ones_like(gate))  # an expert's output at full scale
+    _, _, prob_gate = prob.route(x)
+    assert torch.allclose(prob_gate, probs.gather(1, choice))  # Switch: the router probability
+    y, _ = straight(x.view(4, 16, D), ForwardContext())
+    y.square().sum().backward()
+    assert straight.router.weight.grad is not None and straight.router.weight.grad.abs().sum() > 0
+
+
+def test_gshard_refuses_one_renormalised_gate() -> None:
+    with pytest.raises(ConfigError, match="renormalize"):
+        GShardConfig(n_experts=4, k=1, renormalize=True).validate(CTX)
+    GShardConfig(n_experts=4, k=1, renormalize=False).validate(CTX)
+    with pytest.raises(ConfigError, match="gate"):
+        SwitchConfig(gate="half").validate(CTX)

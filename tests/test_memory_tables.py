@@ -1,7 +1,7 @@
 """Definition tests of the table layers (pkm, avgk, lsh, token_table, softmax_table) on
 hand-checkable inputs. The shared contract (shape, causality, gradients, ...) is in
 tests/test_memory_conformance.py; this file checks that each layer computes what its paper
-defines."""
+defines, and which tables each lists for the trainer's value group (vanilla's too)."""
 
 from __future__ import annotations
 
@@ -241,3 +241,23 @@ def test_softmax_table_weights_sum_to_one_over_the_top_k_entries() -> None:
 def test_bad_configs_name_the_field(knobs: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=f"^{field}:"):
         config_from_dict(knobs).validate(CTX)
+
+
+@pytest.mark.parametrize(
+    ("knobs", "table"),
+    [
+        ({"kind": "pkm", "n_keys": 4, "k": 2, "d_key": 8}, "values_VD"),
+        ({"kind": "vanilla", "d_ff": 24, "k": 4}, "values_FD"),
+        ({"kind": "softmax_table", "n_entries": 8, "k": 2}, "values_ED"),
+        ({"kind": "token_table"}, "table_VD"),
+        ({"kind": "lsh", "n_bits": 3}, "table_RD"),
+        ({"kind": "lsh", "n_bits": 3, "consume": "expert", "expert_width": 8}, None),
+    ],
+)
+def test_value_tables_are_listed_for_the_trainers_value_group(knobs: dict, table: str | None) -> None:
+    # The trainer gives these their own AdamW group (no weight decay, scaled lr): only tables
+    # read row by row, never the keys or an FFN.
+    layer = build(**knobs)
+    expected = [getattr(layer, table)] if table else []
+    assert layer.memory_value_parameters() == expected
+    assert all(p.dim() == 2 for p in expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import optuna
@@ -259,3 +260,67 @@ def test_cover_of_a_conditional_parameter_sets_its_parents() -> None:
         {"memory.kind": "hash", "memory.variant": "random"},
         {"memory.kind": "hash", "memory.variant": "bigram"},
     ]
+
+
+# --- crash-proof inputs (docs/RELIABILITY.md) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train.tokens": "abc"}, "--set train.tokens='abc': train.tokens takes an integer, not str 'abc'"),
+        (
+            {"model.d_model": "abc"},
+            "--set model.d_model='abc': model.d_model takes an integer, not str 'abc'",
+        ),
+        ({"train.lr": "fast"}, "train.lr takes a number, not str 'fast'"),
+        ({"train.compile": 1}, "train.compile takes true or false, not int 1"),
+        ({"memory.n_experts": "many"}, "memory.n_experts takes an integer, not str 'many'"),
+        ({"memory.kind": 3}, "memory.kind takes a string, not int 3"),
+    ],
+)
+def test_set_values_are_checked_against_the_field_type(overrides: dict, message: str) -> None:
+    with pytest.raises(SpaceError, match=re.escape(message)):
+        moe_space().with_overrides(overrides)
+
+
+def test_set_values_are_converted_to_the_field_type() -> None:
+    space = moe_space().with_overrides({"train.tokens": 5e4, "train.lr": 1, "memory.n_experts": 8.0})
+    assert space.params["train.tokens"] == Fixed(50000) and type(space.params["train.tokens"].value) is int
+    assert space.budget.tokens == 50000
+    assert type(space.params["train.lr"].value) is float
+    assert type(space.params["memory.n_experts"].value) is int
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("9 ** 9 ** 9", "exponent 387420489 is above 64"),
+        ("(2 ** 64) ** 64", "is above 1e\\+308"),
+        ("'x' * 10 ** 12", "longer than 10000 items"),
+        (
+            "2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60"
+            " * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60 * 2 ** 60",
+            "bits is above",
+        ),
+    ],
+)
+def test_expressions_refuse_huge_powers_and_values_at_once(expr: str, message: str) -> None:
+    from workbench.space._expr import ExprError, evaluate
+
+    with pytest.raises(ExprError, match=message):
+        evaluate(expr, {})
+    assert evaluate("2 ** 64 + 2 ** -3", {}) == 2**64 + 0.125
+
+
+def test_a_space_file_with_two_spaces_names_both(tmp_path) -> None:
+    two = tmp_path / "two.py"
+    two.write_text(
+        "from workbench.space import Space\n"
+        "space = Space('a', {'memory.kind': 'dense'})\n"
+        "other = Space('b', {'memory.kind': 'dense'})\n"
+    )
+    with pytest.raises(
+        SpaceError, match=r"two.py: defines 2 Space objects at module level \(`space`, `other`\)"
+    ):
+        load_space(two)

@@ -343,3 +343,36 @@ def test_reader_keeps_working_while_another_process_ingests(filled: Store) -> No
     assert seen == sorted(seen)  # each read is a consistent snapshot, and time moves forward
     assert any(0 < n < 15 for n in seen)  # reads happened between the writer's transactions
     assert reader.curves("w")["step"].tolist() == list(range(15))
+
+
+def foreign_duckdb_file(path: Path) -> str:
+    """Another program's DuckDB file: its own tables, no schema_migrations; returns its digest."""
+    import hashlib
+
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE trials (x INTEGER); INSERT INTO trials VALUES (1); CREATE TABLE runs (y INTEGER)"
+    )
+    con.close()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_foreign_duckdb_file_is_refused_before_anything_is_written(tmp_path: Path, read_only: bool) -> None:
+    import hashlib
+
+    path = tmp_path / "theirs.duckdb"
+    before = foreign_duckdb_file(path)
+    message = f"{path} is not a workbench store (it has tables runs and trials and no schema_migrations); give another --store"
+    with pytest.raises(StoreError) as info:
+        Store.open(path, read_only=read_only)
+    assert str(info.value) == message
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_a_new_empty_duckdb_file_and_a_real_store_still_open(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    assert Store.open(empty).schema_version() == latest_version()
+    assert Store.open(empty).schema_version() == latest_version()  # a store now: opens again
+    assert Store.open(empty, read_only=True).schema_version() == latest_version()

@@ -1,9 +1,11 @@
 """The training loop's fast paths keep its results: device-resident batches draw the CPU path's
 windows, a worker reuses its data and FLOP counts, several workers share one study, and (on a
-GPU, or with -m slow on the CPU) the compiled step trains like the eager one."""
+GPU, or with -m slow on the CPU) the compiled step trains like the eager one. The optimizer puts
+memory value tables in a group of their own, whose rate the schedule scales."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +14,14 @@ import torch
 
 from workbench.config import ModelConfig, TrainConfig, TrialConfig
 from workbench.data import DeviceTokens, eval_batches
+from workbench.errors import ConfigError
+from workbench.memory.pkm import PKMConfig
 from workbench.memory.switch import SwitchConfig
 from workbench.model import GPT
 from workbench.space import load_space
 from workbench.store import Store
 from workbench.study import StudyOptions, apply_overrides, gpu_assignment, run_study
-from workbench.train import train
+from workbench.train import make_optimizer, set_lr, train
 
 VOCAB = 64
 CUDA = torch.cuda.is_available()
@@ -177,3 +181,47 @@ def test_gpu_bf16_master_weights_train_like_float32_weights() -> None:
 def test_cpu_training_keeps_float32_weights() -> None:
     result = run(config(), tokens())
     assert not result.master_weights  # type: ignore[attr-defined]
+
+
+def pkm_config(**train: object) -> TrialConfig:
+    model = ModelConfig(
+        seq_len=16, d_model=16, n_layers=2, n_heads=2, memory=PKMConfig(n_keys=4, n_heads=2, k=2)
+    )
+    knobs = {"tokens": 16 * 8 * 4, "batch_size": 8, "eval_tokens": 128, "lr": 1e-2, **train}
+    return TrialConfig(model=model, train=TrainConfig(**knobs))  # type: ignore[arg-type]
+
+
+def test_pkm_value_tables_train_without_weight_decay_at_the_scaled_rate() -> None:
+    cfg = pkm_config(memory_value_lr_scale=5.0)
+    model = GPT(cfg.model, VOCAB)
+    opt = make_optimizer(model, cfg, torch.device("cpu"))
+    decay, no_decay, values = opt.param_groups
+    assert {id(p) for p in values["params"]} == {id(b.memory.values_VD) for b in model.blocks}
+    assert values["weight_decay"] == 0.0 and values["lr"] == pytest.approx(5e-2)
+    assert decay["weight_decay"] == 0.1 and decay["lr"] == no_decay["lr"] == 1e-2
+    grouped = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert len(grouped) == len(set(grouped))  # nothing twice
+    assert set(grouped) == {id(p) for p in model.parameters()}  # nothing missing
+
+
+def test_the_schedule_keeps_each_groups_ratio() -> None:
+    cfg = pkm_config(memory_value_lr_scale=4.0)
+    for capturable in (False, True):  # float rates, and one device tensor per group
+        opt = make_optimizer(GPT(cfg.model, VOCAB), cfg, torch.device("cpu"), capturable=capturable)
+        for lr in (1e-3, 2.5e-4):
+            set_lr(opt, lr)
+            rates = [float(g["lr"]) for g in opt.param_groups]
+            assert rates == pytest.approx([lr, lr, 4 * lr])
+
+
+def test_a_model_without_value_tables_keeps_two_groups() -> None:
+    opt = make_optimizer(GPT(config().model, VOCAB), config(), torch.device("cpu"))
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+    with pytest.raises(ConfigError, match="memory_value_lr_scale"):
+        make_optimizer(GPT(config().model, VOCAB), config(memory_value_lr_scale=0.0), torch.device("cpu"))
+
+
+def test_a_pkm_model_trains_with_scaled_and_lazy_value_updates() -> None:
+    for knobs in ({"memory_value_lr_scale": 3.0}, {"sparse_values": True}):
+        result = run(pkm_config(**knobs), tokens())
+        assert result.steps == 4 and math.isfinite(result.val_loss)  # type: ignore[attr-defined]

@@ -62,6 +62,14 @@ class TrainConfig:
     ``master_weights`` (CUDA under bf16 only): matmul weights are held in bf16 and the
     optimizer keeps their float32 masters (workbench/train/master.py), the same numerics as
     autocast's per-step casts without their traffic; false keeps float32 weights.
+
+    ``memory_value_lr_scale``: the value tables of the memory layers (what their
+    ``memory_value_parameters()`` list: PKM, VanillaM, the lookup tables) train in an AdamW group
+    of their own, without weight decay (decay would also shrink rows that are not read) and at
+    ``lr`` times this factor. The PKM paper trains values at a larger rate; 1.0 is the default
+    because it changes the least (only the weight decay), so a study opts into a larger rate.
+    ``sparse_values``: that group uses a lazy AdamW that updates only the rows with a nonzero
+    gradient this step (workbench/train/sparse_adamw.py); not with master weights.
     """
 
     tokens: int = 200_000
@@ -79,6 +87,8 @@ class TrainConfig:
     dtype: str = "auto"
     compile: bool = False
     master_weights: bool = True
+    memory_value_lr_scale: float = 1.0
+    sparse_values: bool = False
     seed: int = 0
 
 

@@ -31,7 +31,7 @@ def _costs(values: npt.ArrayLike, direction: Direction, name: str) -> npt.NDArra
 
 def dominance_mask(costs_NM: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
     """The definition, minimising every column: True where no row dominates the row (NaN rows: False)."""
-    valid_N = ~np.isnan(costs_NM).any(axis=1)
+    valid_N = np.asarray(~np.isnan(costs_NM).any(axis=1), dtype=bool)
     keep_N = valid_N.copy()
     rows = costs_NM[valid_N]
     for i in np.flatnonzero(valid_N):
@@ -98,7 +98,9 @@ def front_probability(
     seeds gets NaN: one run says nothing about its seed noise. Deterministic under ``seed``.
     """
     x = np.asarray(x_D, dtype=float)
-    n_seeds = np.array([len(np.asarray(r, dtype=float)) for r in runs_D])
+    n_seeds = np.array([len(np.asarray(r, dtype=float)) for r in runs_D], dtype=int)
+    if not (n_seeds >= 2).any():  # nothing to resample: skip the draws (10^4 designs of one seed)
+        return np.full(len(x), np.nan)
     means_BD = np.empty((draws, len(x)))
     rng = np.random.default_rng(seed)
     for d, runs in enumerate(runs_D):

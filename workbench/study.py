@@ -181,12 +181,23 @@ def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=done))
 
 
-def enqueue_grid(study: optuna.Study, space: Space) -> int:
-    """Queue every grid point not yet tried (sampled parameters only)."""
+def enqueue_grid(study: optuna.Study, space: Space, limit: int | None = None) -> int:
+    """Queue the grid points not yet tried (sampled parameters only), at most ``limit`` of them;
+    returns the size of the grid. A design's other seeds are queued by its first run, behind
+    whatever is queued then: queuing only the designs this run trains keeps a design's seeds
+    together and the run within its target."""
+    import optuna
+
     sampled = [n for n, p in space.params.items() if type(p).__name__ in ("Categorical", "Int", "Float")]
     points = space.grid()
+    waiting = (optuna.trial.TrialState.WAITING,)
+    queued = 0
     for point in points:
+        if limit is not None and queued >= limit:
+            break
+        before = len(study.get_trials(deepcopy=False, states=waiting))
         study.enqueue_trial({k: v for k, v in point.items() if k in sampled}, skip_if_exists=True)
+        queued += len(study.get_trials(deepcopy=False, states=waiting)) - before
     return len(points)
 
 
@@ -221,8 +232,10 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
     for point in space.cover_points():
         study.enqueue_trial(point, skip_if_exists=True)
     if opts.sampler == "grid":
-        n = enqueue_grid(study, space)
-        remaining = max(0, min(remaining, n - already)) if opts.trials is None else remaining
+        already_designs = -(-already // space.repeats)
+        n = enqueue_grid(study, space, limit=-(-remaining // space.repeats))
+        if opts.trials is None:
+            remaining = max(0, min(remaining, (n - already_designs) * space.repeats))
 
     since = datetime.datetime.now()
     interrupted = False

@@ -59,7 +59,7 @@ available = sorted(curves["metric"].unique()) if not curves.empty else []
 if not available:
     st.info("None of these trials recorded learning curves.")
 else:
-    c1, c2, c3 = st.columns([4, 2, 1])
+    c1, c2, c3 = st.columns([4, 2, 1], vertical_alignment="bottom")
     wanted = [m for m in ("val_loss", "train_loss") if m in available] or available[:1]
     shown_metrics = c1.multiselect(
         "Curves",

@@ -63,9 +63,10 @@ with tabs[0]:
             f"One line per trial, coloured by {objective.column} (brighter is better). Drag along an "
             "axis to brush it in the figure; the filters above set the same bands and the table below."
         )
-        shown = explore.with_keys(kept)[["key", *params, objective.column]]
-        shown = shown.sort_values(objective.column, ascending=objective.direction == "minimize")
-        common.table(shown, "params_matching", hide_index=True, key="params_matching_table")
+        matching = explore.with_keys(kept)[["key", *params, objective.column]]
+        matching = matching.sort_values(objective.column, ascending=objective.direction == "minimize")
+        labels = matching.assign(**{p: matching[p].map(explore.value_label) for p in params})
+        common.table(matching, "params_matching", shown=labels, hide_index=True, key="params_matching_table")
 with tabs[1]:
     one = st.selectbox("Parameter", params, key="params_slice")
     try:

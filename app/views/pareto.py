@@ -18,7 +18,10 @@ chosen = top[0].multiselect("Studies (overlaid)", names, default=names, key="par
 if not chosen:
     st.info("Choose at least one study.")
     st.stop()
-trials = explore.pareto_rows(common.cached(common.load_trials, tuple(chosen), "complete"))
+trials = explore.pareto_rows(
+    common.cached(common.load_trials, tuple(chosen), "complete"),
+    common.cached(common.load_designs, tuple(chosen)),
+)
 if trials.empty:
     counts = studies[studies["study_name"].isin(chosen)][["n_stored", "n_failed", "n_infeasible"]].sum()
     st.info(
@@ -71,10 +74,20 @@ info = explore.get_pareto_info(
     trials, x, filters=filters, design_params=design, symbol=symbol, log_x=log_x, log_y=log_y
 )
 n_dominated = int((~info.points["on_front"]).sum()) if len(info.points) else 0
+repeats = "n_seeds" in info.points and bool((info.points["n_seeds"] > 1).any())
+unit = "designs" if repeats else "complete trials"  # one seed each: a design is a trial
 notes = [
-    f"**{len(info.points)}** of {info.n_trials} complete trials plotted",
+    f"**{len(info.points)}** of {info.n_trials} {unit} plotted",
     f"**{len(info.fronts)}** on the front",
 ]
+if repeats:
+    shaky = info.fronts[~(info.fronts["p_front"] >= 0.95)]
+    notes.append(
+        "perplexity is the mean over seeds, bars the 95% interval"
+        + (f"; **{len(shaky)}** front designs not significant (P(on front) < 0.95)" if len(shaky) else "")
+    )
+else:
+    notes.append("one seed per design: no intervals (--repeats 3 gives them)")
 if front_only and n_dominated:
     notes.append(f"{n_dominated} dominated hidden")
 if info.n_filtered_out:
@@ -164,7 +177,10 @@ key = st.selectbox(
 )
 near = explore.front_neighbours(info, key)
 if not near.previous and not near.next:
-    st.info(f"{key} is the only design on its study's front: no neighbour to compare with.")
+    st.info(
+        f"{key} is the only design on its study's front: no neighbour to compare with. Another "
+        "compute axis, or a filter, may give a longer front."
+    )
 else:
     st.caption(f"Neighbours along the front, sorted by {info.x.label}; Δ: the neighbour's change from {key}.")
     common.table(
@@ -184,19 +200,9 @@ else:
         st.caption("Parameters that differ between these designs (— : the design does not have it)")
         shown = diff.map(lambda v: "—" if v is None else explore.fmt_value(v))
         common.table(diff, "pareto_neighbour_config", shown=shown)
-detail = common.cached(common.load_trial_detail, key)
-chosen_params = detail.params[detail.params["sampled"]]
-st.caption(f"Train {key} again (assumes its space file is `spaces/{detail.row.get('space_name')}.py`):")
-st.code(
-    explore.rerun_command(
-        str(detail.row.get("space_name")),
-        *explore.parse_trial_key(key),
-        dict(zip(chosen_params["name"], chosen_params["value"], strict=True)),
-        tokens=(detail.config.get("train") or {}).get("tokens"),
-        seed=detail.provenance.get("seed"),
-    ),
-    language="bash",
-)
+space = studies.set_index("study_name")["space_name"].get(explore.parse_trial_key(key)[0])
+st.caption(f"Train {key} again (assumes its space file is `spaces/{space}.py`):")
+st.code(common.cached(common.load_rerun_command, key), language="bash")
 
 st.subheader("Has the search converged?")
 order = st.radio(
@@ -209,7 +215,8 @@ order = st.radio(
 history = explore.hypervolume_over_trials(info.points, info.x, info.y, order)
 common.chart(explore.hypervolume_figure(history, info.x, info.y, order), "pareto_hypervolume")
 st.caption(
-    "The area the front dominates, between each axis's best value and a reference point at the worst "
-    "observed value × 1.1 (× 0.9 for an axis where more is better, as tokens/s), as a fraction of that box: it "
-    "flattens once new trials stop improving the front. Computed over the plotted (filtered) trials."
+    "The area the front dominates, between each axis's best value and a reference point at the "
+    "worst observed value × 1.1 (× 0.9 for an axis where more is better, as tokens/s), as a fraction "
+    "of that box: it flattens once new trials stop improving the front. Computed per study over the "
+    "plotted (filtered) trials."
 )

@@ -101,19 +101,8 @@ with tabs[2]:
             hide_index=True,
         )
     with c2:
-        sampled = detail.params[detail.params["sampled"]]
         st.caption(f"Train it again (assumes its space file is `spaces/{row.get('space_name')}.py`):")
-        st.code(
-            explore.rerun_command(
-                str(row.get("space_name")),
-                study,
-                int(number),
-                dict(zip(sampled["name"], sampled["value"], strict=True)),
-                tokens=(detail.config.get("train") or {}).get("tokens"),
-                seed=detail.provenance.get("seed"),
-            ),
-            language="bash",
-        )
+        st.code(common.cached(common.load_rerun_command, key), language="bash")
         st.caption("Config as trained")
         st.json(detail.config, expanded=2)
 with tabs[3]:

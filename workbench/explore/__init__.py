@@ -12,6 +12,7 @@ from workbench.explore._export import (
     figure_config,
     parquet_bytes,
     rerun_command,
+    trial_rerun_command,
 )
 from workbench.explore._frames import (
     COMPUTE_AXES,
@@ -41,6 +42,7 @@ from workbench.explore._frames import (
     study_objectives,
     trial_key,
     trials_in,
+    value_label,
     with_keys,
 )
 from workbench.explore._grid import (
@@ -203,7 +205,9 @@ __all__ = [
     "study_objectives",
     "trial_key",
     "trial_labels",
+    "trial_rerun_command",
     "trials_in",
+    "value_label",
     "with_keys",
     "with_tokens",
 ]

@@ -15,6 +15,9 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from workbench.explore._frames import ExploreError, parse_trial_key, sql
+from workbench.store import Store
+
 ImageFormat = Literal["svg", "png"]
 IMAGE_FORMATS: tuple[ImageFormat, ...] = ("svg", "png")
 
@@ -102,3 +105,24 @@ def rerun_command(
     lines = [" ".join(shlex.quote(p) for p in parts)]
     lines += [f"--set {shlex.quote(f'{name}={_set_value(settings[name])}')}" for name in sorted(settings)]
     return " \\\n  ".join(lines)
+
+
+def trial_rerun_command(store: Store, key: str) -> str:
+    """:func:`rerun_command` for the stored trial ``key`` (``study#n``), from one small query."""
+    study, number = parse_trial_key(key)
+    rows = store.sql(sql("trial_design"), {"study_name": study, "trial_number": number})
+    if rows.empty:
+        raise ExploreError(f"no parameters stored for trial {key}")
+    values = {
+        name: json.loads(v) if v is not None else None
+        for name, v in zip(rows["name"], rows["value_json"], strict=True)
+    }
+    design = {name: values[name] for name in rows.loc[rows["sampled"].astype(bool), "name"]}
+    return rerun_command(
+        str(rows["space_name"].iloc[0]),
+        study,
+        number,
+        design,
+        tokens=values.get("train.tokens"),
+        seed=values.get("train.seed"),
+    )

@@ -135,8 +135,18 @@ def routing_health_figure(health: pd.DataFrame) -> go.Figure:
                 hoverinfo="skip",
             )
         )
-    fig.add_vline(x=ENTROPY_COLLAPSE, line={"dash": "dash", "color": "#999"})
-    fig.add_hline(y=UNUSED_COLLAPSE, line={"dash": "dash", "color": "#999"})
+    fig.add_vline(
+        x=ENTROPY_COLLAPSE,
+        line={"dash": "dash", "color": "#999"},
+        annotation={"text": f"collapsed left of {ENTROPY_COLLAPSE}", "font": {"color": "#777"}},
+        annotation_position="top left",
+    )
+    fig.add_hline(
+        y=UNUSED_COLLAPSE,
+        line={"dash": "dash", "color": "#999"},
+        annotation={"text": f"collapsed above {UNUSED_COLLAPSE:.0%} unused", "font": {"color": "#777"}},
+        annotation_position="top right",
+    )
     fig.update_layout(
         height=360,
         margin={"l": 10, "r": 10, "t": 20, "b": 10},

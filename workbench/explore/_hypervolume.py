@@ -73,7 +73,7 @@ def hypervolume_history(costs_N2: npt.NDArray[np.float64], ref_2: npt.ArrayLike)
     """
     ref = np.asarray(ref_2, dtype=float)
     rx, ry = float(ref[0]), float(ref[1])
-    inside_N = np.isfinite(costs_N2).all(axis=1) & (costs_N2 < ref).all(axis=1)
+    inside_N = np.asarray(np.isfinite(costs_N2).all(axis=1) & (costs_N2 < ref).all(axis=1), dtype=bool)
     front_x: list[float] = []
     front_y: list[float] = []
     hv = 0.0
@@ -145,7 +145,12 @@ def hypervolume_figure(history: pd.DataFrame, x: Axis, y: Axis, order: Order = "
 
     fig = go.Figure()
     x_col = "finished_at" if order == "finished_at" else "trial_number"
-    for i, (study, part) in enumerate(history.groupby("study_name", sort=True)):
+    for i, (study, whole) in enumerate(history.groupby("study_name", sort=True)):
+        # A step line needs only the trials that changed the hypervolume, and the last trial.
+        hv = whole["hypervolume"].to_numpy()
+        keep = np.r_[True, hv[1:] != hv[:-1]]
+        keep[-1] = True
+        part = whole[keep]
         fig.add_trace(
             go.Scatter(
                 x=part[x_col],

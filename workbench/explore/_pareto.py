@@ -8,7 +8,7 @@ plotly, switching to WebGL (``Scattergl``) above :data:`WEBGL_MIN_POINTS` points
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from workbench.explore._frames import (
     value_label,
     with_keys,
 )
-from workbench.pareto import front_mask
+from workbench.pareto import front_mask, front_probability
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -105,7 +105,16 @@ def get_pareto_info(
             axis.direction,
             y_axis.direction,
         )
-    points = points.assign(on_front=on_front).reset_index(drop=True)
+    p_front = np.full(len(points), np.nan)
+    if "val_ppl_seeds" in points.columns and y_axis.column == "val_ppl":
+        for _, index in points.groupby("study_name", sort=False).indices.items():
+            p_front[index] = front_probability(
+                points[axis.column].to_numpy(dtype=float)[index],
+                [list(v) for v in points["val_ppl_seeds"].to_numpy()[index]],
+                axis.direction,
+                y_axis.direction,
+            )
+    points = points.assign(on_front=on_front, p_front=p_front).reset_index(drop=True)
     ascending = axis.direction == "minimize"
     fronts = points[points["on_front"]].sort_values(
         ["study_name", axis.column, y_axis.column], ascending=[True, ascending, True], kind="stable"
@@ -177,6 +186,7 @@ def pareto_figure(
                     customdata=pts["key"].to_numpy()[index].reshape(-1, 1),
                     hovertext=hover[index],
                     hovertemplate=_hover_template(info),
+                    error_y=_error_bars(pts.iloc[index], y_col, colors[c]),
                 )
             )
         for c in sorted(color_values.unique(), key=natural_key):
@@ -292,9 +302,48 @@ def _key_entry(name: str, color: str, symbol: str, *, legendgroup: str) -> go.Sc
     )
 
 
+def _error_bars(pts: pd.DataFrame, y_col: str, color: str) -> dict[str, Any] | None:
+    """The 95% interval over seeds of each design (none for a design of one seed)."""
+    if y_col != "val_ppl" or "val_ppl_ci95_high" not in pts.columns:
+        return None
+    high = pd.to_numeric(pts["val_ppl_ci95_high"] - pts[y_col], errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan
+    )
+    low = pd.to_numeric(pts[y_col] - pts["val_ppl_ci95_low"], errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan
+    )
+    if np.isnan(high).all():
+        return None
+    return {
+        "type": "data",
+        "array": np.nan_to_num(high),
+        "arrayminus": np.nan_to_num(np.clip(low, 0, None)),
+        "visible": True,
+        "thickness": 1.2,
+        "width": 3,
+        "color": color,
+    }
+
+
 def _hover_text(pts: pd.DataFrame, info: ParetoInfo) -> np.ndarray:
-    """``study#n · design``; the hover template adds the two axis values (formatted by plotly)."""
-    return (pts["key"] + " · " + pts["design"]).to_numpy()
+    """``study#n · design``, then for designs of several seeds their interval and P(on front);
+    the hover template adds the two axis values (formatted by plotly)."""
+    text = pts["key"] + " · " + pts["design"]
+    if "n_seeds" in pts.columns and "val_ppl_ci95_low" in pts.columns:
+        seeds = pd.to_numeric(pts["n_seeds"], errors="coerce").fillna(1).astype(int)
+        interval = (
+            "<br>"
+            + seeds.astype(str)
+            + " seeds, 95% CI ["
+            + pts["val_ppl_ci95_low"].map(lambda v: f"{v:.4g}")
+            + ", "
+            + pts["val_ppl_ci95_high"].map(lambda v: f"{v:.4g}")
+            + "]"
+        )
+        if "p_front" in pts.columns:
+            interval = interval + ", P(on front) " + pts["p_front"].map(lambda v: f"{v:.2f}")
+        text = text + interval.where(seeds > 1, "<br>1 seed (no interval)")
+    return text.to_numpy()
 
 
 def _hover_template(info: ParetoInfo, head: str = "") -> str:
@@ -312,19 +361,53 @@ def _short(name: str | None) -> str:
 
 
 def front_table(info: ParetoInfo, columns: Sequence[str] = ()) -> pd.DataFrame:
-    """The front's trials as a table: key, design, the two axes, then ``columns``."""
-    cols = ["key", "design", info.y.column, info.x.column, *[c for c in columns if c in info.fronts]]
+    """The front's designs as a table: key, design, the two axes, the seeds and interval (when
+    the study has repeats), then ``columns``."""
+    repeats = [c for c in ("n_seeds", "val_ppl_ci95_low", "val_ppl_ci95_high", "p_front") if c in info.fronts]
+    cols = [
+        "key",
+        "design",
+        info.y.column,
+        *repeats,
+        info.x.column,
+        *[c for c in columns if c in info.fronts],
+    ]
     return info.fronts[list(dict.fromkeys(cols))].reset_index(drop=True)
 
 
-def pareto_rows(trials: pd.DataFrame) -> pd.DataFrame:
-    """The rows the Pareto explorer plots, from the complete trials of the chosen studies.
+# Columns of the ``designs`` view carried onto the design's row (its first run).
+DESIGN_STATS = (
+    "design_hash",
+    "n_seeds",
+    "val_ppl_seeds",
+    "val_ppl_sd",
+    "val_ppl_ci95_low",
+    "val_ppl_ci95_high",
+    "val_ppl_mean",
+    "val_loss_mean",
+    "first_trial",
+)
+KEYS = ("study_name", "trial_number")
 
-    Today one row per trial. This is the hook for repeated designs (several seeds of one config):
-    aggregate them here, one row per design with its mean and interval, and every figure and
-    table of the Pareto page follows.
+
+def pareto_rows(trials: pd.DataFrame, designs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The rows the Pareto explorer plots: one per design.
+
+    ``designs`` is :meth:`workbench.store.Store.designs` of the same studies. Each design is
+    drawn at its first run's row (its parameters, its key) with ``val_ppl`` and ``val_loss``
+    replaced by the means over its seeds, and its interval columns added. Runs that are not a
+    design's first (its other seeds, reused duplicates) are left out. Without ``designs``, or
+    when no design has more than one seed, the trials are returned as they are.
     """
-    return trials
+    if designs is None or designs.empty or trials.empty or not (designs["n_seeds"] > 1).any():
+        return trials  # one seed per design: a design is its trial
+    stats = designs[[c for c in DESIGN_STATS if c in designs.columns]].rename(
+        columns={"first_trial": "trial_number"}
+    )
+    stats = stats.assign(study_name=designs["study_name"].to_numpy())
+    rows = trials.drop(columns=[c for c in stats.columns if c in trials.columns and c not in KEYS])
+    rows = rows.merge(stats, on=list(KEYS), how="inner")
+    return rows.assign(val_ppl=rows["val_ppl_mean"], val_loss=rows["val_loss_mean"])
 
 
 NEIGHBOUR_METRICS = (

@@ -46,6 +46,11 @@ from workbench.memory.base import (
 )
 from workbench.memory.experts import ExpertBank, validate_bank
 
+# How a read is weighted: ``prob`` the router probability (Switch, GShard); ``straight`` 1 in
+# the forward pass with the probability's gradient in the backward (docs/REPLICATION.md: at
+# small budgets a top-1 gate of ~1/E at init scales the experts' output down E-fold).
+GATES = ("prob", "straight")
+
 
 @dataclass(frozen=True, kw_only=True)
 class TopKGateConfig(MemoryConfig):
@@ -53,7 +58,8 @@ class TopKGateConfig(MemoryConfig):
 
     ``n_experts`` routed blocks of ``expert_width`` cells (0 means 4*d_model); ``n_shared``
     always-on blocks of the same width; ``aux_loss_coef`` the load-balancing weight;
-    ``capacity_factor`` 0 = dropless; ``impl`` the ExpertBank dispatch (auto|loop|sorted|grouped).
+    ``capacity_factor`` 0 = dropless; ``impl`` the ExpertBank dispatch (auto|loop|sorted|grouped);
+    ``gate`` how a read is weighted (:data:`GATES`).
     """
 
     n_experts: int = 8
@@ -62,6 +68,7 @@ class TopKGateConfig(MemoryConfig):
     aux_loss_coef: float = 0.01
     capacity_factor: float = 0.0
     impl: str = "auto"
+    gate: str = "prob"
 
     def routing(self) -> tuple[int, bool]:
         """(experts read per token, whether the gates are renormalised over them)."""
@@ -74,6 +81,7 @@ class TopKGateConfig(MemoryConfig):
         validate_bank(self.n_experts, self.expert_width, self.impl)
         require(self.n_shared >= 0, "n_shared", f"must be >= 0, got {self.n_shared}")
         require(self.aux_loss_coef >= 0, "aux_loss_coef", f"must be >= 0, got {self.aux_loss_coef}")
+        require(self.gate in GATES, "gate", f"must be one of {'|'.join(GATES)}, got {self.gate!r}")
         require(
             self.capacity_factor >= 0,
             "capacity_factor",
@@ -116,6 +124,10 @@ class TopKGateMoE(MemoryLayer):
         gate_NK, choice_NK = probs_NE.topk(self.k, dim=-1)
         if self.renormalize:
             gate_NK = gate_NK / gate_NK.sum(dim=-1, keepdim=True)
+        if self.cfg.gate == "straight":
+            # Forward value 1 (an expert's output at full scale, as a hash layer reads it); the
+            # backward keeps the gate's gradient, so the router still learns from the loss.
+            gate_NK = gate_NK + (1.0 - gate_NK).detach()
         return probs_NE, choice_NK, gate_NK
 
     def forward(self, x_BTD: torch.Tensor, ctx: ForwardContext) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,3 +50,10 @@ class GShardConfig(TopKGateConfig):
             "k",
             f"must be between 1 and memory.n_experts={self.n_experts}, got {self.k}",
         )
+        require(
+            not (self.k == 1 and self.renormalize),
+            "renormalize",
+            "with k=1 renormalising makes every gate 1, so the router learns only from the balancing loss "
+            "(measured: 269 against 158 ppl for switch, docs/REPLICATION.md); use memory.kind=switch, "
+            "or renormalize=false",
+        )

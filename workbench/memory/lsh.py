@@ -118,7 +118,7 @@ class LSHMemory(MemoryLayer):
             self.init_routing_counters(L * E)
 
     def memory_value_parameters(self) -> list[torch.nn.Parameter]:
-        """The bucket tables (table modes only), for an optimizer group of their own."""
+        """The bucket tables (table modes only): the trainer's value group (``make_optimizer``)."""
         return [self.table_RD] if self.cfg.consume != "expert" else []
 
     def buckets(self, x_ND: torch.Tensor) -> torch.Tensor:

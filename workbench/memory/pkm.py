@@ -22,9 +22,11 @@ Choices where the paper leaves room:
 * The query network is one bias-free linear map D -> H*d_key (the paper's has a bias; the
   norm's shift plays that role here).
 * Init: sub-keys N(0, 1/(d_key/2)), values N(0, 1/D) (the paper's value init).
-* Values are read with ``F.embedding_bag(mode="sum", per_sample_weights=...)``; the trainer
-  may give them their own optimizer group (the paper trains them with a larger lr and no
-  weight decay): :meth:`ProductKeyMemory.memory_value_parameters` lists them.
+* Values are read with ``F.embedding_bag(mode="sum", per_sample_weights=...)``;
+  :meth:`ProductKeyMemory.memory_value_parameters` lists them and the trainer gives them an
+  optimizer group of their own: no weight decay, ``lr`` times ``train.memory_value_lr_scale``
+  (the paper trains values at a larger lr), updated row by row with ``train.sparse_values``
+  (the paper's sparse updates; workbench/train/sparse_adamw.py).
 * ``consume``: ``expert`` (default) replaces the FFN with the memory as in the paper; ``add``
   and ``concat`` keep an FFN of ``d_ff`` beside / around it (see workbench/memory/_lookup.py).
 * Routing counters count reads per slot (N bins): their ``unused_frac`` is the paper's
@@ -157,7 +159,7 @@ class ProductKeyMemory(MemoryLayer):
         self.init_routing_counters(C * C)
 
     def memory_value_parameters(self) -> list[nn.Parameter]:
-        """The value table, for an optimizer group of its own (larger lr, no weight decay)."""
+        """The value table: the trainer's value group (no weight decay, scaled lr; ``make_optimizer``)."""
         return [self.values_VD]
 
     def select(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,8 @@ Choices where the paper leaves room:
   feeds [x; m(x)] to that FFN; ``expert`` makes the read the slot's output (entries are
   value-only experts; learned-gate FFN experts are switch/gshard);
 * values are read with ``F.embedding_bag``; :meth:`SoftmaxTable.memory_value_parameters`
-  lists them for an optimizer group of their own.
+  lists them for the trainer's value group (no weight decay, ``train.memory_value_lr_scale``;
+  the keys stay in the weight-decay group).
 
 Analytic cost per token, D = d_model, E = n_entries, F = d_ff: scores E*D MACs, the weighted
 read k*D MACs, plus the FFN of the mode. fvcore sees the scores and the FFN, not the
@@ -94,7 +95,7 @@ class SoftmaxTable(MemoryLayer):
         self.init_routing_counters(cfg.n_entries)
 
     def memory_value_parameters(self) -> list[nn.Parameter]:
-        """The value table, for an optimizer group of its own."""
+        """The value table: the trainer's value group (``make_optimizer``)."""
         return [self.values_ED]
 
     def select(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -73,7 +73,7 @@ class TokenTable(MemoryLayer):
         self.consume = Consume(cfg.consume, ctx.d_model, ffn_width(cfg.d_ff, ctx))
 
     def memory_value_parameters(self) -> list[nn.Parameter]:
-        """The token table, for an optimizer group of its own."""
+        """The token table: the trainer's value group (``make_optimizer``)."""
         return [self.table_VD]
 
     def forward(self, x_BTD: torch.Tensor, ctx: ForwardContext) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,10 @@ Choices where the paper is unclear:
   activation; GELU is increasing and positive for positive scores, so the two agree whenever
   the k-th best score is positive;
 * GELU, as in the dense baseline, so that vanilla with k = d_ff equals the dense FFN;
-* the value read is one ``embedding_bag`` (gather + weighted sum) rather than a dense matmul.
+* the value read is one ``embedding_bag`` (gather + weighted sum) rather than a dense matmul;
+  :meth:`VanillaMemory.memory_value_parameters` lists the values for the trainer's value
+  group (no weight decay, ``train.memory_value_lr_scale``, lazy rows with
+  ``train.sparse_values``), as PKM's; the keys stay in the weight-decay group.
 
 Cost: scoring every cell is a full D x F matmul (the selector, counted); the value read is k
 multiply-adds of width D. fvcore sees the scoring matmul but not ``embedding_bag``, so the
@@ -74,6 +77,10 @@ class VanillaMemory(MemoryLayer):
         self.values_FD = nn.Parameter(torch.empty(d_ff, d_model))
         nn.init.normal_(self.values_FD, std=1.0 / math.sqrt(d_ff))
         self.init_routing_counters(d_ff)
+
+    def memory_value_parameters(self) -> list[nn.Parameter]:
+        """The value rows: the trainer's value group (``make_optimizer``)."""
+        return [self.values_FD]
 
     def forward(self, x_BTD: torch.Tensor, ctx: ForwardContext) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, D = x_BTD.shape

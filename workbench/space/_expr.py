@@ -21,8 +21,13 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
+    ast.Pow: lambda base, exponent: _power(base, exponent),
 }
+# Bounds that keep an evaluation instant: ``9 ** 9 ** 9`` would otherwise compute a number of
+# 370 million digits, and ``"x" * 10 ** 12`` a terabyte string.
+MAX_EXPONENT = 64
+MAX_MAGNITUDE = 1e308
+MAX_REPEAT = 10_000
 _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
@@ -53,6 +58,42 @@ class ExprError(ValueError):
 
 class InactiveName(ExprError):
     """An expression read a parameter that is not active for this sample (a false condition)."""
+
+
+class _OutOfBounds(ExprError):
+    """A value past MAX_EXPONENT, MAX_MAGNITUDE or MAX_REPEAT; :func:`evaluate` names the expression."""
+
+
+def _power(base: Any, exponent: Any) -> Any:
+    """``base ** exponent``, refused when the exponent or the result is out of bounds."""
+    if _is_number(exponent) and abs(exponent) > MAX_EXPONENT:
+        raise _OutOfBounds(
+            f"exponent {exponent!r} is above {MAX_EXPONENT}; ** allows |exponent| <= {MAX_EXPONENT}"
+        )
+    too_big = _is_number(base) and _is_number(exponent) and abs(base) > 1
+    if too_big and exponent * math.log10(abs(base)) > math.log10(MAX_MAGNITUDE):
+        raise _OutOfBounds(f"{base!r} ** {exponent!r} is above {MAX_MAGNITUDE:g}")
+    return operator.pow(base, exponent)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _bounded(result: Any) -> Any:
+    """``result`` when it is a number of magnitude at most MAX_MAGNITUDE (or a short sequence)."""
+    if isinstance(result, int) and not isinstance(result, bool) and result.bit_length() > 1024:
+        raise _OutOfBounds(f"an integer of {result.bit_length()} bits is above {MAX_MAGNITUDE:g}")
+    if isinstance(result, str | list) and len(result) > MAX_REPEAT:
+        raise _OutOfBounds(f"a value of {len(result)} items is longer than {MAX_REPEAT}")
+    return result
+
+
+def _check_repeat(left: Any, right: Any) -> None:
+    """Refuse ``sequence * n`` whose result would be longer than MAX_REPEAT, before it is built."""
+    for seq, times in ((left, right), (right, left)):
+        if isinstance(seq, str | list) and isinstance(times, int) and len(seq) * times > MAX_REPEAT:
+            raise _OutOfBounds(f"repeating a value {times} times is longer than {MAX_REPEAT} items")
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -119,7 +160,10 @@ def evaluate(expr: str, values: Mapping[str, Any], inactive: frozenset[str] = fr
                 raise InactiveName(f"{dotted} is not active for this sample")
             raise ExprError(f"unknown name {dotted!r} in {expr!r}")
         if isinstance(node, ast.BinOp):
-            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+            left, right = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Mult):
+                _check_repeat(left, right)
+            return _bounded(_BINOPS[type(node.op)](left, right))
         if isinstance(node, ast.UnaryOp):
             v = ev(node.operand)
             return -v if isinstance(node.op, ast.USub) else (+v if isinstance(node.op, ast.UAdd) else not v)
@@ -154,6 +198,8 @@ def evaluate(expr: str, values: Mapping[str, Any], inactive: frozenset[str] = fr
 
     try:
         return ev(tree)
+    except _OutOfBounds as exc:
+        raise ExprError(f"{expr!r}: {exc}") from None
     except (ExprError, InactiveName):
         raise
     except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:

@@ -39,6 +39,13 @@ def load_space(path: str | Path, attribute: str = "space"):
         raise SpaceError(f"{p}{where}: {type(exc).__name__}: {exc}") from None
     finally:
         sys.modules.pop(module_name, None)
+    spaces = [name for name, value in vars(module).items() if isinstance(value, Space)]
+    if len(spaces) > 1:
+        listed = ", ".join(f"`{name}`" for name in spaces)
+        raise SpaceError(
+            f"{p}: defines {len(spaces)} Space objects at module level ({listed}); a space file defines "
+            f"one, `{attribute} = Space(...)`: build the others inside a function or in their own files"
+        )
     space = getattr(module, attribute, None)
     if not isinstance(space, Space):
         raise SpaceError(f"{p}: defines no `{attribute} = Space(...)` at module level")

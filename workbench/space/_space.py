@@ -52,6 +52,7 @@ COST_NAMES = (
     "cost.memory_params_total",
     "cost.memory_flops_per_token",
 )
+_SECTION_CLASSES: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 _SECTION_FIELDS = {
     "data": {f.name for f in dataclasses.fields(DataConfig)},
     "model": {f.name for f in dataclasses.fields(ModelConfig) if f.name != "memory"},
@@ -227,7 +228,7 @@ class Space:
         if isinstance(tokens, Fixed):
             return int(tokens.value)
         if isinstance(tokens, Categorical):
-            return int(max(tokens.choices))  # type: ignore[type-var]
+            return max(int(v) for v in tokens.choices)  # type: ignore[arg-type]
         if isinstance(tokens, Int | Float):
             return int(tokens.high)
         return self.budget.tokens
@@ -426,7 +427,12 @@ class Space:
 
     # ----------------------------------------------------------------- overrides and JSON
     def with_overrides(self, overrides: Mapping[str, Any]) -> Space:
-        """A copy with some parameters fixed (``workbench run --set name=value``)."""
+        """A copy with some parameters fixed (``workbench run --set name=value``).
+
+        Each value is checked against its config field's type (a number for an int field, and so
+        on; an int-valued float such as ``5e4`` becomes an int) and refused naming the field.
+        """
+        overrides = {name: self._typed_override(name, value, overrides) for name, value in overrides.items()}
         params = dict(self.params)
         for name, value in overrides.items():
             when = params[name].when if name in params else {}
@@ -471,6 +477,37 @@ class Space:
             dropped=dropped,
             repeats=None if SEED in params else self.repeats,
         )
+
+    def _typed_override(self, name: str, value: Any, overrides: Mapping[str, Any]) -> Any:
+        """``value`` as the type of config field ``name`` (taken from its default); unknown names
+        are left to the space's own checks."""
+        section, _, key = name.partition(".")
+        defaults: list[Any] = []
+        if name == "memory.kind":
+            defaults = ["dense"]
+        elif section == "memory":
+            from workbench import memory
+
+            kinds = [overrides["memory.kind"]] if "memory.kind" in overrides else None
+            for kind in kinds or self._possible_values("memory.kind") or ["dense"]:
+                if str(kind) in memory.names() and key in memory.knobs(str(kind)):
+                    defaults.append(memory.knobs(str(kind))[key])
+        elif section in _SECTION_CLASSES:
+            fields = {f.name: f.default for f in dataclasses.fields(_SECTION_CLASSES[section])}
+            defaults = [fields[key]] if key in fields else []
+        types = {type(d) for d in defaults if d is not None}
+        if len(types) != 1:
+            return value
+        (kind_of,) = types
+        typed = _coerce(value, kind_of)
+        if typed is _NOT_COERCED:
+            what = {int: "an integer", float: "a number", bool: "true or false"}.get(kind_of, "a string")
+            example = defaults[0] if isinstance(defaults[0], str) else json.dumps(defaults[0])
+            raise SpaceError(
+                f"--set {name}={value!r}: {name} takes {what}, not {type(value).__name__} {value!r} "
+                f"(e.g. --set {name}={example})"
+            )
+        return typed
 
     def cover_points(self) -> list[dict[str, Any]]:
         """One partial point per value of each covered parameter, tried before sampling.
@@ -561,3 +598,22 @@ def _as_objective(o: Objective | tuple[str, str] | str) -> Objective:
 def _vocab_size_hint(config: TrialConfig) -> int:
     """Vocabulary size known before any data is prepared (byte: 256; bpe: as configured)."""
     return 256 if config.data.tokenizer == "byte" else config.data.vocab_size
+
+
+_NOT_COERCED = object()
+
+
+def _coerce(value: Any, kind: type) -> Any:
+    """``value`` as ``kind`` (int, float, bool or str) when it is one, else ``_NOT_COERCED``."""
+    if kind is bool:
+        return value if isinstance(value, bool) else _NOT_COERCED
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NOT_COERCED
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok else _NOT_COERCED
+    if kind is str:
+        return value if isinstance(value, str) else _NOT_COERCED
+    return value

@@ -16,6 +16,18 @@ def latest_version() -> int:
     return found[-1].version if found else 0
 
 
+def check_is_store(con: duckdb.DuckDBPyConnection, path: object) -> None:
+    """Raise :class:`StoreError` when the file holds tables but no ``schema_migrations``: another
+    program's DuckDB file, which migrating would write into. An empty file is a new store."""
+    tables = [str(row[0]) for row in con.execute(sqlfiles.query("user_tables")).fetchall()]
+    if tables and "schema_migrations" not in tables:
+        shown = ", ".join(tables[:-1]) + f" and {tables[-1]}" if len(tables) > 1 else tables[0]
+        raise StoreError(
+            f"{path} is not a workbench store (it has tables {shown} and no schema_migrations); "
+            "give another --store"
+        )
+
+
 def applied_versions(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Versions recorded in ``schema_migrations``; raises :class:`StoreError` if it is not a store."""
     try:
@@ -27,8 +39,12 @@ def applied_versions(con: duckdb.DuckDBPyConnection) -> list[int]:
     return [int(row[0]) for row in rows]
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply the pending migrations in order, each in its own transaction; returns their versions."""
+def migrate(con: duckdb.DuckDBPyConnection, path: object = "the file") -> list[int]:
+    """Apply the pending migrations in order, each in its own transaction; returns their versions.
+
+    Refuses (:func:`check_is_store`), before writing anything, a file that holds other tables.
+    """
+    check_is_store(con, path)
     con.execute(sqlfiles.query("schema_migrations_init"))
     done = set(applied_versions(con))
     applied: list[int] = []

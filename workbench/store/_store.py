@@ -21,7 +21,13 @@ from workbench.errors import StoreError
 from workbench.pareto import Direction, front_probability, non_dominated_mask
 from workbench.store import _frames, sqlfiles
 from workbench.store._connect import connect
-from workbench.store._migrate import applied_versions, create_views, latest_version, migrate
+from workbench.store._migrate import (
+    applied_versions,
+    check_is_store,
+    create_views,
+    latest_version,
+    migrate,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -68,7 +74,7 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"cannot create the folder of store {resolved}: {exc}") from exc
             with store._connection() as con:
-                migrate(con)
+                migrate(con, resolved)
                 create_views(con)
         return store
 
@@ -121,6 +127,7 @@ class Store:
 
     def _check_schema(self) -> None:
         with self.read() as con:
+            check_is_store(con, self._path)
             versions = applied_versions(con)
         have, want = max(versions, default=0), latest_version()
         if have < want:
@@ -265,19 +272,14 @@ class Store:
                 significant=pd.Series(dtype=bool),
             )
         _frames.check_columns(df, [x, y] + ([group_by] if group_by else []), "column")
-        runs = self.query("design_runs", {"study_names": _names(study_name)}) if y in _PER_SEED else None
         on_front = pd.Series(False, index=df.index)
         p_front = pd.Series(np.nan, index=df.index)
         groups = df.groupby(group_by, dropna=False).groups.values() if group_by else [df.index]
         for index in groups:
             part = df.loc[index]
             on_front.loc[index] = non_dominated_mask(part, [(x, x_direction), (y, y_direction)])
-            if runs is not None:
-                by_design = runs.groupby(["study_name", "design_hash"])[y].apply(list).to_dict()
-                samples = [
-                    by_design.get(key, [])
-                    for key in zip(part["study_name"], part["design_hash"], strict=True)
-                ]
+            if y in _PER_SEED:
+                samples = [list(v) for v in part[f"{y}_seeds"]]
                 p_front.loc[index] = front_probability(
                     part[x].to_numpy(dtype=float), samples, x_direction, y_direction, draws=draws
                 )

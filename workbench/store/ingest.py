@@ -16,22 +16,26 @@ records the uid once it is known.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import numbers
 import os
+import re
 import shlex
 import time
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, overload
 
 import duckdb
 import optuna
 from optuna.storages import BaseStorage, JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from workbench import record
@@ -48,6 +52,10 @@ _STATE_STATUS = {
 }
 # Longest a bulk ingest holds DuckDB's exclusive lock before letting readers in.
 BATCH_HOLD_S = 0.25
+# How much of a journal's end is read to tell whether its last line is torn.
+_TAIL_BYTES = 1 << 20
+# ``scheme://user:password@host``: the password, up to the last ``@`` before the host.
+_PASSWORD = re.compile(r"^([A-Za-z][\w+.-]*://[^:/?#@]*:)(.*)(@[^@/?#]*(?:[/?#].*)?)$", re.DOTALL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,8 +86,9 @@ def open_optuna_storage(url_or_path: str | os.PathLike[str] | BaseStorage) -> st
     """An optuna storage for a URL or path.
 
     ``journal:///abs/path`` (``journal://rel/path`` is relative) and any path ending in ``.journal`` give a
-    ``JournalStorage(JournalFileBackend(path))``; RDB URLs (``sqlite:///``, ``postgresql://``)
-    are returned as strings for optuna; a storage object is returned unchanged.
+    ``JournalStorage(JournalFileBackend(path))``, after :func:`repair_journal` has moved a torn last
+    line aside; RDB URLs (``sqlite:///``, ``postgresql://``) are checked (:func:`check_rdb_url`) and
+    returned as strings for optuna; a storage object is returned unchanged.
     """
     if isinstance(url_or_path, BaseStorage):
         return url_or_path
@@ -89,10 +98,171 @@ def open_optuna_storage(url_or_path: str | os.PathLike[str] | BaseStorage) -> st
     elif text.endswith(".journal"):
         path = text
     else:
+        check_rdb_url(text)
         return text
     if not path:
         raise StoreError(f"'{text}': a journal URL names a file, e.g. journal:///abs/path/study.journal")
-    return JournalStorage(JournalFileBackend(os.path.expanduser(path)))
+    path = os.path.expanduser(path)
+    message = repair_journal(path)
+    if message is not None:
+        warnings.warn(message, JournalRepaired, stacklevel=2)
+    try:
+        return JournalStorage(JournalFileBackend(path))
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the optuna journal {path}: {exc.strerror or exc}; "
+            "give a --storage in a folder you can write"
+        ) from None
+
+
+class JournalRepaired(UserWarning):
+    """A torn last line of a journal was moved to a backup file (the CLI prints the message)."""
+
+
+def repair_journal(path: str | os.PathLike[str]) -> str | None:
+    """Move a torn last line (a write cut short by a crash) of the journal at ``path`` aside.
+
+    The torn bytes go to ``<journal>.torn-<timestamp>`` next to it and the journal is truncated
+    to its last complete line; returns a one-line message saying so, or None when the journal is
+    whole (or absent). A line that is not JSON before the last one cannot be a torn write and is
+    refused with :class:`StoreError` naming the file and line. The repair holds optuna's journal
+    lock, so it never cuts a write another process is making.
+    """
+    journal = Path(path)
+    if not _tail_is_torn(journal):
+        _check_lines(journal, last_too=False)
+        return None
+    lock = JournalFileSymlinkLock(str(journal))
+    lock.acquire()
+    try:
+        data = journal.read_bytes()  # again, under the lock: the tail seen may have been a write under way
+        keep = data.rfind(b"\n") + 1
+        if keep == len(data):  # the last line is complete: torn only if it is not JSON
+            keep = data.rfind(b"\n", 0, len(data) - 1) + 1
+            if _is_json(data[keep:]):
+                _check_lines(journal, data)
+                return None
+        _check_lines(journal, data[:keep])
+        stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
+        backup = journal.with_name(f"{journal.name}.torn-{stamp}")
+        backup.write_bytes(data[keep:])
+        with open(journal, "r+b") as f:
+            f.truncate(keep)
+    finally:
+        lock.release()
+    return (
+        f"optuna journal {journal}: its last line was torn ({len(data) - keep} bytes, a write cut short); "
+        f"moved it to {backup} and truncated the journal to its last complete line"
+    )
+
+
+def _tail_is_torn(journal: Path) -> bool:
+    """True when the journal's last line lacks its newline or is not JSON (read without the lock)."""
+    try:
+        size = journal.stat().st_size
+    except OSError:  # absent, or its folder is not one: optuna's own open says so
+        return False
+    if size == 0:
+        return False
+    with open(journal, "rb") as f:
+        f.seek(max(0, size - _TAIL_BYTES))
+        tail = f.read()
+    if not tail.endswith(b"\n"):
+        return True
+    start = tail.rfind(b"\n", 0, len(tail) - 1)
+    if start < 0 and size > len(tail):  # a last line longer than the tail read
+        tail = journal.read_bytes()
+        start = tail.rfind(b"\n", 0, len(tail) - 1)
+    return not _is_json(tail[start + 1 :])
+
+
+def _check_lines(journal: Path, data: bytes | None = None, *, last_too: bool = True) -> None:
+    """Raise :class:`StoreError` naming the first line of ``data`` (default: the file) that is not JSON."""
+    if data is None:
+        try:
+            data = journal.read_bytes()
+        except OSError:
+            return
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    checked = lines if last_too else lines[:-1]
+    for number, line in enumerate(checked, start=1):
+        if not _is_json(line):
+            raise StoreError(
+                f"optuna journal {journal}: line {number} of {len(lines)} is not valid JSON (corrupted in "
+                "the middle, not a torn last write, so it is not repaired); restore the journal from a "
+                "backup or give another --storage"
+            )
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def check_rdb_url(url: str) -> None:
+    """Raise :class:`StoreError` when optuna could not open the RDB storage ``url``: not a URL, an
+    unknown database, a missing driver, or a SQLite file that cannot be opened. Nothing is created."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = mask_url(url)
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise StoreError(
+            f"--storage {shown!r}: unknown database {make_url(url).drivername!r}; give a .journal path or "
+            "a sqlite:///, postgresql:// or mysql:// URL"
+        ) from None
+    except (ArgumentError, ValueError):  # NoSuchModuleError, an ArgumentError too, is caught above
+        raise StoreError(
+            f"--storage {shown!r} is neither a .journal path nor a database URL; give e.g. "
+            "store/study.journal, journal:///abs/path.journal or sqlite:///abs/path.db"
+        ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise StoreError(
+            f"--storage {shown!r}: its database driver is not installed ({exc}); install it "
+            f"(pip install {exc.name or 'the driver'}) or give a .journal path"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        _check_sqlite_file(Path(parsed.database), shown)
+
+
+def _check_sqlite_file(path: Path, shown: str) -> None:
+    import sqlite3
+
+    if path.exists():
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+                con.execute("PRAGMA schema_version")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"--storage {shown!r}: cannot open {path} as SQLite ({exc}); give another --storage"
+            ) from None
+    elif not path.parent.is_dir():
+        raise StoreError(
+            f"--storage {shown!r}: folder {path.parent} does not exist; create it or give another --storage"
+        )
+    elif not os.access(path.parent, os.W_OK):
+        raise StoreError(f"--storage {shown!r}: folder {path.parent} is not writable; give another --storage")
+
+
+@overload
+def mask_url(url: str) -> str: ...
+@overload
+def mask_url(url: None) -> None: ...
+def mask_url(url: str | None) -> str | None:
+    """``url`` with its password replaced by ``***`` (``postgresql://user:***@host/db``), for storing and printing."""
+    if url is None:
+        return None
+    return _PASSWORD.sub(r"\1***\3", url)
 
 
 def ingest_storage(
@@ -104,13 +274,13 @@ def ingest_storage(
 ) -> list[IngestReport]:
     """Ingest the named studies (None: every study) of an optuna storage."""
     storage = open_optuna_storage(storage_url)
+    url = None if isinstance(storage_url, BaseStorage) else os.fspath(storage_url)
     available = optuna.get_all_study_names(storage)
     names = list(available) if study_names is None else list(study_names)
     for name in names:
         if name not in available:
             listed = ", ".join(sorted(available)) or "none"
-            raise StoreError(f"study '{name}' is not in {storage_url}; studies there: {listed}")
-    url = None if isinstance(storage_url, BaseStorage) else os.fspath(storage_url)
+            raise StoreError(f"study '{name}' is not in {mask_url(url)}; studies there: {listed}")
     return [
         ingest_study(store, optuna.load_study(study_name=name, storage=storage), url, force=force)
         for name in names
@@ -141,7 +311,7 @@ def ingest_study(
         "space_name": space.get("name") if isinstance(space, Mapping) else None,
         "space_json": _json(space) if space is not None else None,
         "objectives_json": _json(objectives),
-        "storage_url": storage_url,
+        "storage_url": mask_url(storage_url),
         "study_uid": uid,
         "n_trials": len(trials),
         "now": dt.datetime.now(),
@@ -251,7 +421,8 @@ def _check_identity(
     row = con.execute(sqlfiles.query("study_identity"), {"study_name": study_name}).fetchone()
     if row is None or row[0] is None or row[0] == study_uid:
         return
-    stored_uid, stored_url = str(row[0]), row[1]
+    stored_uid, stored_url = str(row[0]), mask_url(row[1])
+    storage_url = mask_url(storage_url)
     drop = f"workbench drop {shlex.quote(study_name)} --store {shlex.quote(str(store.path))}"
     raise StudyMismatchError(
         f"store {store.path} holds rows of a different optuna study under the name {study_name!r} "

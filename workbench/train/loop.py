@@ -39,6 +39,7 @@ from workbench.data import Batches
 from workbench.errors import NonFiniteLossError
 from workbench.model import GPT
 from workbench.train.master import MasterAdamW, low_precision_parameters
+from workbench.train.sparse_adamw import SparseRowAdamW
 from workbench.train.syncs import count_host_syncs
 
 if TYPE_CHECKING:
@@ -84,30 +85,97 @@ def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> 
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def memory_value_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The value tables of the model's memory layers (each layer's ``memory_value_parameters()``)."""
+    out: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        hook = getattr(module, "memory_value_parameters", None)
+        if callable(hook):
+            out.update((id(p), p) for p in hook() if p.requires_grad)
+    return list(out.values())
+
+
 def make_optimizer(
     model: torch.nn.Module, cfg: TrialConfig, device: torch.device, capturable: bool = False
 ) -> torch.optim.Optimizer:
-    """AdamW over two groups (weight decay on matrices only).
+    """AdamW over three groups: weight decay on matrices, none on vectors, and the memory value
+    tables (:func:`memory_value_parameters`) without weight decay at ``lr`` times
+    ``train.memory_value_lr_scale`` (the group's ``lr_scale``, which :meth:`TrainStep.set_lr`
+    applies to the schedule). An empty group is left out.
 
     On CUDA under bf16 with ``train.master_weights``: a :class:`~workbench.train.master.MasterAdamW`
     that holds the matmul weights in bf16 (converting them in place) and clips gradients itself.
+    With ``train.sparse_values`` the value group is updated lazily, row by row
+    (:class:`~workbench.train.sparse_adamw.SparseRowAdamW`); not with master weights.
     """
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+    from workbench.errors import ConfigError
+
+    t = cfg.train
+    if not t.memory_value_lr_scale > 0:
+        raise ConfigError(f"train.memory_value_lr_scale: must be > 0, got {t.memory_value_lr_scale}")
+    values = memory_value_parameters(model)
+    is_value = {id(p) for p in values}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in is_value]
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": t.weight_decay, "lr_scale": 1.0},
+        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0},
+        {"params": values, "weight_decay": 0.0, "lr_scale": t.memory_value_lr_scale},
     ]
-    betas = (cfg.train.beta1, cfg.train.beta2)
+    groups = [{**g, "lr": t.lr * g["lr_scale"]} for g in groups if g["params"]]
+    betas = (t.beta1, t.beta2)
+    if t.sparse_values and values:
+        if uses_master_weights(cfg, device):
+            raise ConfigError(
+                "train.sparse_values: the lazy value update does not run beside master weights; "
+                "set train.master_weights=false"
+            )
+        *dense, value_group = groups  # the value group is last and not empty
+        return SparseRowAdamW(
+            [value_group], _adamw(dense, t.lr, betas, device, capturable), lr=t.lr, betas=betas
+        )
     if uses_master_weights(cfg, device):
         low = low_precision_parameters(model)
         if low:
-            return MasterAdamW(groups, low, lr=cfg.train.lr, betas=betas, max_grad_norm=cfg.train.grad_clip)
+            return MasterAdamW(groups, low, lr=t.lr, betas=betas, max_grad_norm=t.grad_clip)
+    return _adamw(groups, t.lr, betas, device, capturable)
+
+
+def _adamw(
+    groups: list[dict[str, Any]],
+    lr: float,
+    betas: tuple[float, float],
+    device: torch.device,
+    capturable: bool,
+) -> torch.optim.AdamW:
+    """torch's AdamW over ``groups`` (each with its scaled ``lr``)."""
     if capturable:
-        # CUDA-graph capture needs the step counts on the device and the learning rate as a tensor.
-        lr = torch.tensor(cfg.train.lr, device=device)
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True, capturable=True)
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=betas, fused=device.type == "cuda")
+        # CUDA-graph capture needs the step counts on the device and the learning rate as a
+        # tensor: one per group, so that each keeps its own scale.
+        groups = [{**g, "lr": torch.tensor(g["lr"], device=device)} for g in groups]
+        return torch.optim.AdamW(
+            groups, lr=torch.tensor(lr, device=device), betas=betas, fused=True, capturable=True
+        )
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device.type == "cuda")
+
+
+def all_param_groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """The optimizer's param groups and those of the optimizer it delegates to (``rest``)."""
+    inner = getattr(optimizer, "rest", None)
+    return list(optimizer.param_groups) + (all_param_groups(inner) if inner is not None else [])
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate to ``lr`` times its ``lr_scale`` (1 if absent).
+
+    A tensor rate (CUDA-graph capture, master weights) is filled in place; groups may share one
+    tensor only where they share the scale.
+    """
+    for group in all_param_groups(optimizer):
+        value = lr * group.get("lr_scale", 1.0)
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(value)
+        else:
+            group["lr"] = value
 
 
 def uses_master_weights(cfg: TrialConfig, device: torch.device) -> bool:
@@ -230,11 +298,8 @@ class TrainStep:
         self.graph = self.inputs = self.loss = None
 
     def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
+        """The schedule's rate ``lr``, scaled per group (:func:`set_lr`)."""
+        set_lr(self.optimizer, lr)
 
     def _body(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # No autocast weight cache: a captured graph must not keep it, and the same autocast

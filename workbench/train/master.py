@@ -58,13 +58,16 @@ def cast_to(model: nn.Module, dtype: torch.dtype) -> list[torch.Tensor]:
 class MasterAdamW(torch.optim.Optimizer):
     """AdamW with gradient clipping in which some weights are bf16 and have float32 masters.
 
-    ``groups`` are torch param groups (``params``, ``weight_decay``). The parameters listed in
-    ``low_precision`` are converted to ``dtype`` in place here (after their float32 values are
+    ``groups`` are torch param groups (``params``, ``weight_decay``, optionally ``lr_scale``:
+    the group's learning rate as a multiple of the schedule's, 1 if absent). The parameters
+    listed in ``low_precision`` are converted to ``dtype`` in place here (after their float32 values are
     copied to the masters) and updated by the fused kernel; the rest go through torch's fused
     AdamW. Clipping (``max_grad_norm`` > 0) is part of ``step``: the norm of all gradients is
     taken in float32 and the coefficient applied in the update, so the trainer does not clip.
-    The learning rate is one device tensor shared by every group (``set_lr`` fills it), and
-    nothing is read back to the host: a step can be captured in a CUDA graph.
+    The learning rate is one device tensor per ``lr_scale`` (``lr`` is the one of scale 1),
+    shared by the bf16 and the float32 part of a group; the trainer's ``set_lr`` fills each with
+    the schedule's rate times its scale. Nothing is read back to the host: a step can be
+    captured in a CUDA graph.
     """
 
     clips_gradients = True
@@ -84,11 +87,18 @@ class MasterAdamW(torch.optim.Optimizer):
         params = [p for g in groups for p in g["params"]]
         device = params[0].device
         self.lr = torch.tensor(float(lr), dtype=torch.float32, device=device)
+        scales = [float(g.get("lr_scale", 1.0)) for g in groups]
+        rates = {1.0: self.lr}
+        for scale in scales:
+            if scale not in rates:
+                rates[scale] = torch.tensor(float(lr) * scale, dtype=torch.float32, device=device)
         master_groups = [
-            {**g, "params": [p for p in g["params"] if id(p) in low], "lr": self.lr} for g in groups
+            {**g, "params": [p for p in g["params"] if id(p) in low], "lr": rates[scale]}
+            for g, scale in zip(groups, scales, strict=True)
         ]
         rest_groups = [
-            {**g, "params": [p for p in g["params"] if id(p) not in low], "lr": self.lr} for g in groups
+            {**g, "params": [p for p in g["params"] if id(p) not in low], "lr": rates[scale]}
+            for g, scale in zip(groups, scales, strict=True)
         ]
         super().__init__(
             [g for g in master_groups if g["params"]], {"lr": self.lr, "betas": betas, "eps": eps}
@@ -159,7 +169,7 @@ class MasterAdamW(torch.optim.Optimizer):
                     p.grad,
                     state["exp_avg"],
                     state["exp_avg_sq"],
-                    lr=self.lr,
+                    lr=group["lr"],
                     step=self.step_count,
                     coef=coef,
                     beta1=beta1,

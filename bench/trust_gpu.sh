@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The GPU runs behind docs/METHODOLOGY.md (seed spread, learning-rate probes against the full
+# grid) and the first ablations of docs/REPLICATION.md (the Switch gate), on one GPU host.
+#
+# The host reaches no registry, so it gets what it lacks from the working tree: wheels in .whl/
+# (../shared/gpu/wheels.sh) and the en-mix export in corpora/en-mix.txt.xz
+# (`workbench data --corpus en-mix --export corpora/en-mix.txt.xz`). Each study writes its own
+# journal and DuckDB file, packed at the end into $OUT/trust-runs.tgz (the device tool returns
+# at most 8 files); `workbench ingest --storage X.journal --store ...` merges them into the
+# stores in store/ afterwards, so the reports regenerate without a GPU. ONLY="a b" runs only
+# the studies whose names are listed.
+set -euo pipefail
+OUT=${OUT:-/tmp/trust-out}
+RUNS=${RUNS:-/tmp/trust-runs}
+mkdir -p "$OUT" "$RUNS"
+if ! python3 -c "import optuna, duckdb, fvcore" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export WORKBENCH_CORPORA=${WORKBENCH_CORPORA:-$PWD/corpora}
+wb() { python3 -m workbench "$@"; }
+run() {  # run NAME SPACE TIMEOUT [ARGS...]: one study, its own journal and store under $OUT
+  local name=$1 space=$2 timeout=$3
+  shift 3
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
+  local t0=$SECONDS
+  wb run "$space" --device cuda --sampler grid --workers 2 --no-progress --timeout "$timeout" \
+    --study-name "$name" --storage "$RUNS/$name.journal" --store "$RUNS/$name.duckdb" "$@" \
+    > "$RUNS/$name.log" 2>&1 || echo "study $name exited $?"
+  echo "study $name: $((SECONDS - t0)) s"
+}
+
+t0=$SECONDS
+wb data --corpus en-mix 2>&1 | tail -1
+echo "corpus ready: $((SECONDS - t0)) s"
+nvidia-smi --query-gpu=name --format=csv,noheader
+
+run methodology spaces/methodology.py 240
+for lr in 5e-4 1e-3 2e-3 4e-3; do
+  run "methodology-lr-$lr" spaces/methodology.py 45 --set "train.lr=$lr" --repeats 1
+done
+run replicate-switch-gate spaces/replicate/switch_gate.py 120
+run replicate-switch-gate-24M spaces/replicate/switch_gate.py 60 --repeats 1 --set train.tokens=24000000 \
+  --set memory.gate=prob --set memory.aux_loss_coef=0.01
+tar czf "$OUT/trust-runs.tgz" -C "$RUNS" .
+grep -h -E "trial [0-9]+: (failed|pruned)" "$RUNS"/*.log | head -20 || true
