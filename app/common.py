@@ -89,7 +89,7 @@ def load_trials(
 @st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=16)
 def load_designs(path: str, studies: tuple[str, ...], version: tuple[Any, ...]) -> pd.DataFrame:
     """One row per design of ``studies``: seeds, means and 95% intervals (the ``designs`` view)."""
-    return _store(path).designs(list(studies))
+    return _store(path).designs(list(studies), with_params=False)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=16)

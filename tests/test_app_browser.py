@@ -172,6 +172,7 @@ def test_pareto_page_in_chromium_filters_points(app_url: str, tmp_path: Path) ->
 def test_pareto_page_in_chromium_hides_dominated_and_picks_a_front_design(
     synthetic_url: str, tmp_path: Path
 ) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     shots = screenshot_dir(tmp_path)
@@ -197,8 +198,16 @@ def test_pareto_page_in_chromium_hides_dominated_and_picks_a_front_design(
 
             # Pick the third design of the first study's front: its neighbours and config diff appear.
             picker = page.get_by_test_id("stSelectbox").filter(has_text="Design on the front")
-            picker.click()
             options = page.get_by_role("option")
+            # The tables above it lay out after the scroll: a click while they do lands and closes.
+            picker.scroll_into_view_if_needed()
+            for _ in range(5):
+                picker.click()
+                try:
+                    options.nth(2).wait_for(timeout=3_000)
+                    break
+                except PlaywrightTimeout:
+                    page.keyboard.press("Escape")
             third = options.nth(2).inner_text().split(" · ")[0]
             options.nth(2).click()
             table = page.get_by_test_id("stDataFrame").nth(1)

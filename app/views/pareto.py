@@ -18,10 +18,9 @@ chosen = top[0].multiselect("Studies (overlaid)", names, default=names, key="par
 if not chosen:
     st.info("Choose at least one study.")
     st.stop()
-trials = explore.pareto_rows(
-    common.cached(common.load_trials, tuple(chosen), "complete"),
-    common.cached(common.load_designs, tuple(chosen)),
-)
+trials = common.cached(common.load_trials, tuple(chosen), "complete")
+if explore.has_repeats(trials):  # one point per design: the mean over its seeds
+    trials = explore.pareto_rows(trials, common.cached(common.load_designs, tuple(chosen)))
 if trials.empty:
     counts = studies[studies["study_name"].isin(chosen)][["n_stored", "n_failed", "n_infeasible"]].sum()
     st.info(

@@ -93,6 +93,7 @@ from workbench.explore._pareto import (
     front_steps,
     front_table,
     get_pareto_info,
+    has_repeats,
     pareto_figure,
     pareto_rows,
 )
@@ -172,6 +173,7 @@ __all__ = [
     "get_grid_info",
     "get_pareto_info",
     "grid_axes",
+    "has_repeats",
     "heatmap_figure",
     "hypervolume_2d",
     "hypervolume_figure",

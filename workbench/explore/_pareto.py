@@ -390,6 +390,14 @@ DESIGN_STATS = (
 KEYS = ("study_name", "trial_number")
 
 
+def has_repeats(trials: pd.DataFrame) -> bool:
+    """Whether any design of these trials ran under more than one seed (its other seeds have
+    ``replicate`` > 0): only then is :func:`pareto_rows` worth its ``designs`` query."""
+    return "replicate" in trials.columns and bool(
+        (pd.to_numeric(trials["replicate"], errors="coerce") > 0).any()
+    )
+
+
 def pareto_rows(trials: pd.DataFrame, designs: pd.DataFrame | None = None) -> pd.DataFrame:
     """The rows the Pareto explorer plots: one per design.
 

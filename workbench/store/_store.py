@@ -229,13 +229,16 @@ class Store:
 
     # --- analyses ----------------------------------------------------------------------------
 
-    def designs(self, study_name: Names = None) -> pd.DataFrame:
+    def designs(self, study_name: Names = None, *, with_params: bool = True) -> pd.DataFrame:
         """One row per design (the ``designs`` view: seeds, means, sd, 95% intervals, costs), with
         the parameter columns of its first run. ``val_ppl`` and ``val_loss`` hold the seed means,
-        so any code that reads trials reads designs too; ``trial_number`` is the first run."""
+        so any code that reads trials reads designs too; ``trial_number`` is the first run.
+        ``with_params=False``: the view's columns alone (no parameter pivot)."""
         params = {"study_names": _names(study_name)}
         with self.read() as con:
             designs = _frame(con, sqlfiles.query("designs"), params)
+            if not with_params:
+                return designs
             long = _frame(con, sqlfiles.query("trial_params"), {**params, "statuses": ["complete"]})
         designs = designs.assign(
             val_ppl=designs["val_ppl_mean"],
