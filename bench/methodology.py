@@ -1,12 +1,14 @@
 """The tables of docs/METHODOLOGY.md, from the store the methodology study wrote (no GPU needed).
 
-    python -m bench.methodology [--store store/methodology.duckdb] [--doc docs/METHODOLOGY.md]
+    python -m bench.methodology [--journals store/runs | --store S.duckdb] [--doc docs/METHODOLOGY.md]
 
 Reads the study ``methodology`` (spaces/methodology.py: a tuned learning rate per design, then
 five seeds each) and the studies ``methodology-lr-<rate>`` (the same designs at each rate of
 the grid, full budget, seed 0) and writes: the seed spread of each design; how many seeds a
 comparison needs to separate designs 2% apart in perplexity; the rate the short probes chose
-against the full grid's best.
+against the full grid's best. By default the store is rebuilt from the optuna journals the GPU
+runs wrote (``store/runs/methodology*.journal``, kept in the repository: the source of truth,
+readable by any DuckDB version) into a temporary DuckDB file.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -144,12 +147,39 @@ def provenance_line(store: Store) -> str:
     return f"Runs finished {frame['first']:%Y-%m-%d %H:%M} to {frame['last']:%H:%M} UTC on {frame['device']}."
 
 
+def store_from_journals(folder: Path, into: Path) -> Store:
+    """A store holding every ``methodology*.journal`` study of ``folder`` (ingested into ``into``)."""
+    from workbench.store.ingest import ingest_storage
+
+    journals = sorted(folder.glob(f"{STUDY}*.journal"))
+    if not journals:
+        raise SystemExit(f"no {STUDY}*.journal in {folder}: run bench/trust_gpu.sh on a GPU first")
+    store = Store.open(into)
+    for journal in journals:
+        ingest_storage(store, journal)
+    return Store.open(into, read_only=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.methodology", description=__doc__.split("\n")[0])
-    parser.add_argument("--store", default="store/methodology.duckdb")
+    parser.add_argument("--journals", default="store/runs", help="folder of the studies' optuna journals")
+    parser.add_argument(
+        "--store", default=None, help="read this store instead of rebuilding one from --journals"
+    )
     parser.add_argument("--doc", default="docs/METHODOLOGY.md")
     args = parser.parse_args(argv)
-    store = Store.open(args.store, read_only=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.store:
+            store = Store.open(args.store, read_only=True)
+        else:
+            store = store_from_journals(Path(args.journals), Path(tmp) / "methodology.duckdb")
+        body = report(store)
+    write_section(Path(args.doc), body, BEGIN, END)
+    print(body)
+    return 0
+
+
+def report(store: Store) -> str:
     spread, _ = spread_table(store)
     body = "\n\n".join(
         [
@@ -161,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             lr_table(store),
         ]
     )
-    write_section(Path(args.doc), body, BEGIN, END)
-    print(body)
-    return 0
+    return body
 
 
 if __name__ == "__main__":

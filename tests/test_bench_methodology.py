@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import methodology
-from workbench.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-STORE = ROOT / "store" / "methodology.duckdb"
+JOURNALS = ROOT / "store" / "runs"
 
 
 def test_the_tables_regenerate_from_the_stored_runs(tmp_path: Path) -> None:
     doc = tmp_path / "METHODOLOGY.md"
-    assert methodology.main(["--store", str(STORE), "--doc", str(doc)]) == 0
+    assert methodology.main(["--journals", str(JOURNALS), "--doc", str(doc)]) == 0
     text = doc.read_text(encoding="utf-8")
-    designs = Store.open(STORE, read_only=True).designs("methodology")
+    store = methodology.store_from_journals(JOURNALS, tmp_path / "m.duckdb")
+    designs = store.designs("methodology")
     assert sorted(designs["n_seeds"]) == [5, 5, 5]
     for _, d in designs.iterrows():
         assert f"{d['val_ppl_mean']:.2f} [{d['val_ppl_ci95_low']:.2f}, {d['val_ppl_ci95_high']:.2f}]" in text

@@ -8,8 +8,10 @@ gradient), each with and without the load-balancing loss. (The stored study also
 k=1 with renormalised gates, value 1 and no router gradient but the balancing loss; the
 workbench now refuses that combination.)
 
+    workbench run spaces/replicate/switch_gate.py --device cuda --sampler grid --workers 2
+    # dense, hash and switch at 24M tokens, three seeds (study replicate-24M):
     workbench run spaces/replicate/switch_gate.py --device cuda --sampler grid --workers 2 \
-        --store store/replication.duckdb
+        --repeats 3 --set train.tokens=24000000 --set memory.gate=prob --set memory.aux_loss_coef=0.01
 """
 
 from workbench.space import Budget, Categorical, Derived, Objective, Space
