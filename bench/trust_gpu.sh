@@ -28,6 +28,8 @@ run() {  # run NAME SPACE TIMEOUT [ARGS...]: one study, its own journal and stor
     --study-name "$name" --storage "$RUNS/$name.journal" --store "$RUNS/$name.duckdb" "$@" \
     > "$RUNS/$name.log" 2>&1 || echo "study $name exited $?"
   echo "study $name: $((SECONDS - t0)) s"
+  # Packed after every study, so a call cut off at its time limit still returns the finished ones.
+  tar czf "$OUT/trust-runs.tgz" -C "$RUNS" .
 }
 
 t0=$SECONDS
@@ -42,8 +44,9 @@ done
 run replicate-switch-gate spaces/replicate/switch_gate.py 120
 run replicate-switch-gate-24M spaces/replicate/switch_gate.py 60 --repeats 1 --set train.tokens=24000000 \
   --set memory.gate=prob --set memory.aux_loss_coef=0.01
+# Avg-K at the same scale (block sizes 256 and 64, three seeds each).
+run replicate-avgk-24M spaces/replicate/avgk.py 150
 # Dense, hash and switch (the paper's gate) at 24M tokens under three seeds each.
 run replicate-24M spaces/replicate/switch_gate.py 150 --repeats 3 --set train.tokens=24000000 \
   --set memory.gate=prob --set memory.aux_loss_coef=0.01
-tar czf "$OUT/trust-runs.tgz" -C "$RUNS" .
 grep -h -E "trial [0-9]+: (failed|pruned)" "$RUNS"/*.log | head -20 || true
