@@ -21,11 +21,16 @@ Direction = Literal["minimize", "maximize"]
 DIRECTIONS: tuple[str, ...] = ("minimize", "maximize")
 
 
+def _numbers(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Floats, NaN for anything missing or not a number (a parameter column may hold both)."""
+    array = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce")
+    return array.to_numpy(dtype=float, na_value=np.nan)
+
+
 def _costs(values: npt.ArrayLike, direction: Direction, name: str) -> npt.NDArray[np.float64]:
     if direction not in DIRECTIONS:
         raise ValueError(f"objective '{name}': direction '{direction}' is not one of {DIRECTIONS}")
-    array = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce")
-    costs = array.to_numpy(dtype=float, na_value=np.nan)
+    costs = _numbers(values)
     return costs if direction == "minimize" else -costs
 
 
@@ -116,3 +121,30 @@ def front_probability(
     probability = on_front / max(draws, 1)
     probability[n_seeds < 2] = np.nan
     return probability
+
+
+def group_fronts(
+    groups_N: npt.ArrayLike,
+    x_N: npt.ArrayLike,
+    y_N: npt.ArrayLike,
+    x_dir: Direction = "minimize",
+    y_dir: Direction = "minimize",
+    *,
+    seeds_N: Sequence[Sequence[float]] | None = None,
+    draws: int = 400,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """Each row's place on the (x, y) front of its group (a study; a missing group is a group):
+    ``on_front``, and ``p_front`` from :func:`front_probability` when ``seeds_N`` gives each row's
+    per-seed y values (NaN without them)."""
+    codes, _ = pd.factorize(pd.Series(np.asarray(groups_N, dtype=object)), use_na_sentinel=False)
+    x, y = _numbers(x_N), _numbers(y_N)
+    seeds = list(seeds_N) if seeds_N is not None else None
+    on_front = np.zeros(len(x), dtype=bool)
+    p_front = np.full(len(x), np.nan)
+    for group in np.unique(codes):
+        index = np.flatnonzero(codes == group)
+        on_front[index] = front_mask(x[index], y[index], x_dir, y_dir)
+        if seeds is not None:
+            runs = [list(seeds[i]) for i in index]
+            p_front[index] = front_probability(x[index], runs, x_dir, y_dir, draws=draws)
+    return on_front, p_front

@@ -196,8 +196,8 @@ class TrialRunner:
             if self.on_trial_start:
                 self.on_trial_start(trial.number, describe(cfg))
         if replicate == 0:
-            # The design's other seeds go to the front of the queue (optuna runs enqueued trials
-            # first), so any free worker takes them, with the values this run fitted.
+            # The design's other seeds are queued (optuna runs queued trials before it samples
+            # new ones), so any free worker takes them, with the values this run fitted.
             for other in range(1, len(seeds)):
                 trial.study.enqueue_trial(
                     dict(trial.params), user_attrs={record.REPLICATE: other, record.TUNED: tuned}

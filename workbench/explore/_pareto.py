@@ -25,7 +25,7 @@ from workbench.explore._frames import (
     value_label,
     with_keys,
 )
-from workbench.pareto import front_mask, front_probability
+from workbench.pareto import group_fronts
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -97,23 +97,15 @@ def get_pareto_info(
         ok &= yv > 0
     points = with_keys(kept[ok])
     points = points.assign(design=design_lines(points, list(design_params)).to_numpy())
-    on_front = np.zeros(len(points), dtype=bool)
-    for _, index in points.groupby("study_name", sort=False).indices.items():
-        on_front[index] = front_mask(
-            points[axis.column].to_numpy(dtype=float)[index],
-            points[y_axis.column].to_numpy(dtype=float)[index],
-            axis.direction,
-            y_axis.direction,
-        )
-    p_front = np.full(len(points), np.nan)
-    if "val_ppl_seeds" in points.columns and y_axis.column == "val_ppl":
-        for _, index in points.groupby("study_name", sort=False).indices.items():
-            p_front[index] = front_probability(
-                points[axis.column].to_numpy(dtype=float)[index],
-                [list(v) for v in points["val_ppl_seeds"].to_numpy()[index]],
-                axis.direction,
-                y_axis.direction,
-            )
+    repeats = "val_ppl_seeds" in points.columns and y_axis.column == "val_ppl"
+    on_front, p_front = group_fronts(
+        points["study_name"],
+        points[axis.column],
+        points[y_axis.column],
+        axis.direction,
+        y_axis.direction,
+        seeds_N=points["val_ppl_seeds"] if repeats else None,
+    )
     points = points.assign(on_front=on_front, p_front=p_front).reset_index(drop=True)
     ascending = axis.direction == "minimize"
     fronts = points[points["on_front"]].sort_values(

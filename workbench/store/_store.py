@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import StoreError
-from workbench.pareto import Direction, front_probability, non_dominated_mask
+from workbench.pareto import Direction, group_fronts
 from workbench.store import _frames, sqlfiles
 from workbench.store._connect import connect
 from workbench.store._migrate import (
@@ -275,21 +275,17 @@ class Store:
                 significant=pd.Series(dtype=bool),
             )
         _frames.check_columns(df, [x, y] + ([group_by] if group_by else []), "column")
-        on_front = pd.Series(False, index=df.index)
-        p_front = pd.Series(np.nan, index=df.index)
-        groups = df.groupby(group_by, dropna=False).groups.values() if group_by else [df.index]
-        for index in groups:
-            part = df.loc[index]
-            on_front.loc[index] = non_dominated_mask(part, [(x, x_direction), (y, y_direction)])
-            if y in _PER_SEED:
-                samples = [list(v) for v in part[f"{y}_seeds"]]
-                p_front.loc[index] = front_probability(
-                    part[x].to_numpy(dtype=float), samples, x_direction, y_direction, draws=draws
-                )
-        significant = (on_front & (p_front >= 0.95)) | (~on_front & (p_front <= 0.05))
-        df = df.assign(
-            on_front=on_front.to_numpy(), p_front=p_front.to_numpy(), significant=significant.to_numpy()
+        on_front, p_front = group_fronts(
+            df[group_by] if group_by else np.zeros(len(df)),
+            df[x],
+            df[y],
+            x_direction,
+            y_direction,
+            seeds_N=df[f"{y}_seeds"] if y in _PER_SEED else None,
+            draws=draws,
         )
+        significant = (on_front & (p_front >= 0.95)) | (~on_front & (p_front <= 0.05))
+        df = df.assign(on_front=on_front, p_front=p_front, significant=significant)
         sort = ([group_by] if group_by else []) + [x, y]
         df = df.sort_values(sort, kind="stable").reset_index(drop=True)
         return df[df["on_front"]].reset_index(drop=True) if front_only else df
