@@ -54,9 +54,8 @@ COST_NAMES = (
 )
 _SECTION_CLASSES: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 _SECTION_FIELDS = {
-    "data": {f.name for f in dataclasses.fields(DataConfig)},
-    "model": {f.name for f in dataclasses.fields(ModelConfig) if f.name != "memory"},
-    "train": {f.name for f in dataclasses.fields(TrainConfig)},
+    section: {f.name for f in dataclasses.fields(cls) if f.name != "memory"}
+    for section, cls in _SECTION_CLASSES.items()
 }
 
 
@@ -177,15 +176,20 @@ class Space:
                     "parents can be covered (each of its values is tried once before the sampler takes over)"
                 )
 
+    def _declared_seeds(self) -> tuple[Any, ...] | None:
+        """The seeds a ``train.seed`` parameter lists (Categorical or Fixed); None without one."""
+        seed = self.params.get(SEED)
+        if isinstance(seed, Categorical):
+            return seed.choices
+        if isinstance(seed, Fixed):
+            return (seed.value,)
+        return None
+
     def _check_repeats(self, repeats: int | None) -> int:
         """Seeds per design: ``repeats``, or as many as a declared ``train.seed`` lists."""
         seed = self.params.get(SEED)
-        declared: tuple[Any, ...] | None = None
-        if isinstance(seed, Categorical):
-            declared = seed.choices
-        elif isinstance(seed, Fixed):
-            declared = (seed.value,)
-        elif seed is not None:
+        declared = self._declared_seeds()
+        if seed is not None and declared is None:
             raise SpaceError(
                 f"parameter {SEED!r}: seeds are the repeats of a design, not a searched knob; declare "
                 "Categorical([0, 1, 2]) for those seeds, a fixed seed, or Space(..., repeats=N)"
@@ -215,11 +219,9 @@ class Space:
     def seeds(self, base: int) -> tuple[int, ...]:
         """The seeds every design trains under: the declared ``train.seed`` values, else
         ``base, base + 1, ...`` (``base`` is the study's ``--seed``)."""
-        seed = self.params.get(SEED)
-        if isinstance(seed, Categorical):
-            return tuple(int(v) for v in seed.choices)  # type: ignore[arg-type]
-        if isinstance(seed, Fixed):
-            return (int(seed.value),)
+        declared = self._declared_seeds()
+        if declared is not None:
+            return tuple(int(v) for v in declared)
         return tuple(base + r for r in range(self.repeats))
 
     def max_tokens(self) -> int:
