@@ -24,6 +24,10 @@ run() {  # run NAME SPACE TIMEOUT [ARGS...]: one study, its own journal and stor
   shift 3
   if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
   local t0=$SECONDS
+  # A study whose journal is in store/runs resumes from it (a call cut off at its time limit).
+  if [ -f "store/runs/$name.journal" ] && [ ! -f "$RUNS/$name.journal" ]; then
+    cp "store/runs/$name.journal" "$RUNS/$name.journal"
+  fi
   wb run "$space" --device cuda --sampler grid --workers 2 --no-progress --timeout "$timeout" \
     --study-name "$name" --storage "$RUNS/$name.journal" --store "$RUNS/$name.duckdb" "$@" \
     > "$RUNS/$name.log" 2>&1 || echo "study $name exited $?"
@@ -49,4 +53,8 @@ run replicate-avgk-24M spaces/replicate/avgk.py 150
 # Dense, hash and switch (the paper's gate) at 24M tokens under three seeds each.
 run replicate-24M spaces/replicate/switch_gate.py 150 --repeats 3 --set train.tokens=24000000 \
   --set memory.gate=prob --set memory.aux_loss_coef=0.01
+# The replication suite (docs/REPLICATION.md): four studies, three seeds and a fitted lr each.
+for paper in sffn hash altup external; do
+  run "replicate-$paper" "spaces/replicate/$paper.py" "${REPLICATE_TIMEOUT:-420}" --workers "${WORKERS:-3}"
+done
 grep -h -E "trial [0-9]+: (failed|pruned)" "$RUNS"/*.log | head -20 || true

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import socket
 import subprocess
@@ -15,7 +16,15 @@ PACKAGES = ("sparse-memory-workbench", "torch", "optuna", "duckdb", "fvcore", "n
 
 @functools.cache
 def git_state() -> tuple[str | None, bool | None]:
-    """The commit of the workbench's source checkout and whether it has uncommitted changes."""
+    """The commit of the workbench's source checkout and whether it has uncommitted changes.
+
+    A copy without ``.git`` (a GPU host gets the files only) names its commit in
+    ``WORKBENCH_GIT_COMMIT``, set by whoever made the copy from a clean checkout
+    (bench/trust_gpu.sh's caller).
+    """
+    named = os.environ.get("WORKBENCH_GIT_COMMIT")
+    if named and not (Path(__file__).resolve().parents[1] / ".git").exists():
+        return named, False
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
