@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from conftest import TINY_SPACE
 
@@ -138,6 +139,37 @@ def test_a_tuned_lr_is_fit_per_design_and_its_probes_are_stored(tiny_corpus: Pat
     assert trials["train.lr"].tolist() == [best, best]  # both seeds train at the fitted rate
     assert trials["design_hash"].nunique() == 1
     assert reader.sql("SELECT n_seeds FROM designs")["n_seeds"].tolist() == [2]
+
+
+def test_probes_keep_the_full_runs_warm_up_steps(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe of a quarter of the budget warms up for as many steps as the full run (not a
+    quarter of them): compressed, the warm-up made the probes pick the lower rate
+    (docs/REPLICATION.md, study replicate-probe-warmup)."""
+    from workbench.trial import PROBE_MAX_WARMUP, TrialRunner
+
+    path = tiny_space(tmp_path, tiny_corpus)
+    path.write_text(
+        path.read_text()
+        .replace('"train.lr": 3e-3,', '"train.lr": Tuned([1e-3, 3e-3], fraction=0.25),')
+        .replace("import Budget,", "import Budget, Tuned,")
+    )
+    space = apply_overrides(load_space(path), {"train.tokens": 40_000, "memory.kind": "dense"})
+    runner = TrialRunner(space, device=torch.device("cpu"))
+    seen: list[tuple[int, float]] = []
+    real = TrialRunner.train_and_measure
+
+    def spy(self, cfg, trial=None):
+        seen.append((cfg.train.tokens, cfg.train.warmup_frac))
+        return real(self, cfg, trial)
+
+    monkeypatch.setattr(TrialRunner, "train_and_measure", spy)
+    full = space.iter_grid_samples().__next__().config
+    runner.tune(full)
+    assert [tokens for tokens, _ in seen] == [10_000, 10_000]
+    assert all(frac == pytest.approx(min(PROBE_MAX_WARMUP, full.train.warmup_frac / 0.25)) for _, frac in seen)
+    assert seen[0][1] * seen[0][0] == pytest.approx(full.train.warmup_frac * full.train.tokens)
 
 
 def test_tuned_definitions_that_cannot_work_are_refused() -> None:

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from workbench.data import DeviceTokens, TokenData
 
 
+# A probe's warm-up is the full run's in steps, but at most this share of the probe.
+PROBE_MAX_WARMUP = 0.5
+
+
 class Infeasible(Exception):
     """The sampled design violates a constraint; it is recorded, not trained."""
 
@@ -220,7 +224,8 @@ class TrialRunner:
 
     def tune(self, cfg: TrialConfig, trial: optuna.Trial | None = None) -> dict[str, Any]:
         """Fit the space's ``Tuned`` knobs to this design: one short run per combination of their
-        values (a fraction of the budget, the schedule compressed to it); the lowest validation
+        values (a fraction of the budget, the decay compressed to it, the warm-up as many steps as
+        the full run's, up to half the probe); the lowest validation
         loss wins. The probes are recorded on ``trial`` (``wb.tuning``), the winner returned."""
         names = list(self.space.tuned)
         fraction = min(p.fraction for p in self.space.tuned.values())
@@ -228,10 +233,14 @@ class TrialRunner:
         best: tuple[float, dict[str, Any]] | None = None
         for combo in itertools.product(*(self.space.tuned[n].values for n in names)):
             values = dict(zip(names, combo, strict=True))
+            # The probe keeps the full run's warm-up in steps (not compressed with the schedule):
+            # a warm-up a quarter as long favoured the lower rate (docs/REPLICATION.md, study
+            # replicate-probe-warmup).
             short = with_train(
                 cfg,
                 tokens=max(1, int(cfg.train.tokens * fraction)),
                 seconds=cfg.train.seconds * fraction,
+                warmup_frac=min(PROBE_MAX_WARMUP, cfg.train.warmup_frac / fraction),
                 **_train_fields(values),
             )
             if self.on_trial_start and trial is not None:

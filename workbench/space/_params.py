@@ -223,7 +223,7 @@ class Tuned(Param):
     """A training knob fit to each design rather than searched, typically ``train.lr``.
 
     Before a design trains, it runs once at each value for ``fraction`` of the budget (the same
-    schedule, compressed) under its first seed; the value with the lowest validation loss is the
+    decay compressed, the warm-up as many steps as the full run's) under its first seed; the value with the lowest validation loss is the
     design's, for every seed. The probe runs are stored (table ``tuning``). docs/METHODOLOGY.md
     says why short runs and what they were checked against.
     """
