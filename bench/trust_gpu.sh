@@ -53,6 +53,8 @@ run replicate-avgk-24M spaces/replicate/avgk.py 150
 # Dense, hash and switch (the paper's gate) at 24M tokens under three seeds each.
 run replicate-24M spaces/replicate/switch_gate.py 150 --repeats 3 --set train.tokens=24000000 \
   --set memory.gate=prob --set memory.aux_loss_coef=0.01
+# Why the probes chose 1e-3: the warm-up compressed with the schedule against the full run's.
+run replicate-probe-warmup spaces/replicate/probe_warmup.py 120 --workers "${WORKERS:-3}"
 # The replication suite (docs/REPLICATION.md): four studies, three seeds and a fitted lr each.
 for paper in sffn hash altup external; do
   run "replicate-$paper" "spaces/replicate/$paper.py" "${REPLICATE_TIMEOUT:-420}" --workers "${WORKERS:-3}"
