@@ -251,14 +251,14 @@ def test_cover_of_a_conditional_parameter_sets_its_parents() -> None:
         "c",
         {
             "memory.kind": Categorical(["switch", "hash"]),
-            "memory.variant": Categorical(["random", "bigram"], when={"memory.kind": "hash"}),
-            "memory.n_hashes": Categorical([2], when={"memory.variant": "bigram"}),
+            "memory.variant": Categorical(["random", "multihash"], when={"memory.kind": "hash"}),
+            "memory.n_hashes": Categorical([2], when={"memory.variant": "multihash"}),
         },
         cover=["memory.variant"],
     )
     assert space.cover_points() == [
         {"memory.kind": "hash", "memory.variant": "random"},
-        {"memory.kind": "hash", "memory.variant": "bigram"},
+        {"memory.kind": "hash", "memory.variant": "multihash"},
     ]
 
 
@@ -324,3 +324,192 @@ def test_a_space_file_with_two_spaces_names_both(tmp_path) -> None:
         SpaceError, match=r"two.py: defines 2 Space objects at module level \(`space`, `other`\)"
     ):
         load_space(two)
+
+
+# --- knob values that can never build a model are refused when the space is built ----------------
+
+AVGK = {"memory.kind": "avgk", "memory.d_ff": 1024}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {**AVGK, "memory.block_size": 48},
+            "no design with memory.kind='avgk' can be built: memory.block_size: must divide d_ff=1024, "
+            "got 48; the nearest that does is 32; change memory.block_size",
+        ),
+        (
+            {**AVGK, "memory.block_size": 64, "memory.k": 32},
+            "memory.k: must be in [1, n_blocks=16] (d_ff / block_size), got 32; change memory.k",
+        ),
+        (
+            {"memory.kind": "gshard", "memory.n_experts": 4, "memory.k": 8},
+            "memory.k: must be between 1 and memory.n_experts=4, got 8",
+        ),
+        (
+            {"memory.kind": "switch", "memory.capacity_factor": -1.0},
+            "memory.capacity_factor: must be >= 0 (0 = dropless), got -1.0; change memory.capacity_factor",
+        ),
+        (
+            {"model.d_model": 100, "model.n_heads": 8},
+            "no design can be built: model.n_heads: 8 does not divide model.d_model=100; change model.n_heads",
+        ),
+        (  # the default block size (16) does not divide 1000 cells
+            {"memory.kind": "avgk", "memory.d_ff": 1000},
+            "got 16; the nearest that does is 20; set memory.block_size (its default does not fit)",
+        ),
+        (  # every choice fails: the kind cannot be built, and may be dropped
+            {
+                "memory.kind": Categorical(["dense", "avgk"]),
+                "memory.d_ff": 1024,
+                "memory.block_size": Categorical([48, 96], when={"memory.kind": "avgk"}),
+            },
+            "no design with memory.kind='avgk' can be built: memory.block_size: must divide d_ff=1024, got 48; "
+            "the nearest that does is 32; change memory.block_size or drop 'avgk' from memory.kind's choices",
+        ),
+        (  # a derived value that cannot be computed for one choice
+            {**AVGK, "aux.blocks": Categorical([0, 16]), "memory.block_size": Derived("1024 // aux.blocks")},
+            "aux.blocks=0 can never be built with memory.kind='avgk': memory.block_size: derived value",
+        ),
+    ],
+)
+def test_knob_values_that_never_build_a_model_are_refused_naming_the_knob(params: dict, message: str) -> None:
+    with pytest.raises(SpaceError, match=re.escape(message)) as refused:
+        Space("bad", params)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_bad_categorical_choice_is_refused_by_name_and_value() -> None:
+    params = {
+        "memory.kind": Categorical(["dense", "avgk"]),
+        "memory.d_ff": 1024,
+        "memory.block_size": Categorical([32, 48, 96], when={"memory.kind": "avgk"}),
+    }
+    with pytest.raises(
+        SpaceError,
+        match=re.escape(
+            "space 'bad': memory.block_size=48, 96 can never be built with memory.kind='avgk': "
+            "memory.block_size: must divide d_ff=1024, got 48"
+        )
+        + ".*drop them from memory.block_size's choices",
+    ):
+        Space("bad", params)
+    with pytest.raises(SpaceError, match=r"model.d_model=66 can never be built: model.n_heads: 4 does not"):
+        Space(
+            "bad", {"model.d_model": Categorical([64, 66]), "memory.kind": Categorical(["dense", "switch"])}
+        )
+
+
+def test_a_bad_choice_of_an_inactive_parameter_is_not_refused() -> None:
+    """Its condition never holds, so it never reaches a trial (here: fixed off by --set)."""
+    space = Space(
+        "ok",
+        {
+            "memory.kind": Categorical(["dense", "avgk"]),
+            "memory.d_ff": 1024,
+            "memory.block_size": Categorical([32, 64], when={"memory.kind": "avgk"}),
+        },
+    )
+    assert "memory.block_size" not in space.with_overrides({"memory.kind": "dense"}).params
+    assert (
+        "memory.block_size"
+        not in space.with_overrides({"memory.kind": "dense", "memory.block_size": 48}).params
+    )
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        (
+            {"memory.kind": "switch", "memory.n_experts": Int(0, 8)},
+            "memory.n_experts=0 (the low end of Int(0, 8)) can never be built with memory.kind='switch': "
+            "memory.n_experts: must be >= 1, got 0; raise its low bound",
+        ),
+        (
+            {"memory.kind": "gshard", "memory.n_experts": 8, "memory.k": Int(2, 16)},
+            "memory.k=16 (the high end of Int(2, 16)) can never be built",
+        ),
+        (
+            {"memory.kind": "switch", "memory.capacity_factor": Float(-1.0, 2.0)},
+            "memory.capacity_factor=-1.0 (the low end of Float(-1.0, 2.0))",
+        ),
+        (  # the failure does not depend on the other range (one message at both of its ends)
+            {**AVGK, "memory.block_size": Categorical([48, 64]), "memory.k": Int(1, 4)},
+            "memory.block_size=48 can never be built",
+        ),
+    ],
+)
+def test_range_ends_that_never_build_a_model_are_refused(param: dict, message: str) -> None:
+    with pytest.raises(SpaceError, match=re.escape(message)):
+        Space("bad", param)
+
+
+def test_values_that_work_in_some_combination_or_inside_a_range_are_left_to_the_trial() -> None:
+    # 100 fails (it does not divide 1024) but only the ends 8 and 128 are tried.
+    Space("ok", {**AVGK, "memory.block_size": Int(8, 128)})
+    # k=32 with block_size=128 fails, but each value works in another pairing.
+    Space("ok", {**AVGK, "memory.k": Categorical([4, 32]), "memory.block_size": Categorical([32, 128])})
+
+
+def test_set_that_makes_the_space_impossible_is_refused_naming_the_setting() -> None:
+    space = Space(
+        "s",
+        {
+            "memory.kind": Categorical(["dense", "avgk"]),
+            "memory.d_ff": 1024,
+            "memory.block_size": Categorical([32, 64], when={"memory.kind": "avgk"}),
+        },
+    )
+    with pytest.raises(
+        SpaceError, match=r"^--set memory.block_size=48: space 's': no design with memory.kind='avgk'"
+    ):
+        space.with_overrides({"memory.block_size": 48})
+    with pytest.raises(SpaceError, match=r"^--set memory.d_ff=1000: .*must divide d_ff=1000, got 32"):
+        space.with_overrides({"memory.d_ff": 1000})
+
+
+def test_shipped_spaces_build_fast() -> None:
+    """Every shipped space passes the check; building the largest stays far below 0.2 s."""
+    import time
+
+    for path in shipped_spaces() + sorted((ROOT / "spaces" / "replicate").glob("*.py")):
+        data = load_space(path).to_json()
+        start = time.perf_counter()
+        Space.from_json(data)
+        assert time.perf_counter() - start < 0.2, path
+
+
+def test_cli_run_with_an_impossible_set_exits_2_in_one_line_and_creates_no_store(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    space = tmp_path / "space.py"
+    space.write_text(
+        "from workbench.space import Categorical, Space\n"
+        "space = Space('s', {'memory.kind': 'avgk', 'memory.d_ff': 1024,"
+        " 'memory.block_size': Categorical([32, 64])})\n"
+    )
+    store = tmp_path / "wb.duckdb"
+    result = subprocess.run(
+        [sys.executable, "-m", "workbench", "run", str(space), "--set", "memory.block_size=48",
+         "--store", str(store), "--device", "cpu"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        "error: --set memory.block_size=48: space 's': no design with memory.kind='avgk'"
+    )
+    assert "memory.block_size: must divide d_ff=1024, got 48" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.py"]
+
+
+def test_a_kind_with_too_many_combinations_is_left_to_its_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.space import _buildable
+
+    params = {**AVGK, "memory.block_size": Categorical([32, 48]), "memory.k": Categorical([1, 2])}
+    with pytest.raises(SpaceError, match=re.escape("memory.block_size=48 can never be built")):
+        Space("bad", params)
+    monkeypatch.setattr(_buildable, "MAX_COMBINATIONS", 3)
+    Space("unchecked", params)

@@ -30,6 +30,7 @@ read per token.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -63,11 +64,15 @@ class AvgKConfig(MemoryConfig):
     def validate(self, ctx: LayerContext) -> None:
         require(self.d_ff >= 0, "d_ff", f"must be >= 0 (0 means 4*d_model), got {self.d_ff}")
         require(self.block_size >= 1, "block_size", f"must be >= 1, got {self.block_size}")
-        require(
-            self.width(ctx) % self.block_size == 0,
-            "block_size",
-            f"must divide d_ff={self.width(ctx)}, got {self.block_size}",
-        )
+        width = self.width(ctx)
+        if width % self.block_size:
+            small = [g for g in range(1, math.isqrt(width) + 1) if width % g == 0]
+            nearest = min(small + [width // g for g in small], key=lambda g: abs(g - self.block_size))
+            require(
+                False,
+                "block_size",
+                f"must divide d_ff={width}, got {self.block_size}; the nearest that does is {nearest}",
+            )
         n_blocks = self.n_blocks(ctx)
         require(
             1 <= self.k <= n_blocks,

@@ -9,6 +9,7 @@ form can be re-evaluated anywhere.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 from collections.abc import Callable, Mapping
@@ -105,6 +106,9 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
+# Cached: a space evaluates each of its few expressions once per sample, and once per checked
+# combination when it is built (workbench/space/_buildable.py). The tree is never modified.
+@functools.lru_cache(maxsize=1024)
 def parse(expr: str) -> ast.Expression:
     try:
         tree = ast.parse(expr, mode="eval")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.config import DataConfig, ModelConfig, TrainConfig, TrialConfig, trial_config_from_flat
 from workbench.errors import ConfigError, SpaceError
 from workbench.space import _expr
+from workbench.space._buildable import check_buildable
 from workbench.space._params import (
     Budget,
     Categorical,
@@ -84,6 +85,10 @@ class Space:
     :class:`Categorical`, :class:`Int`, :class:`Float`, :class:`Fixed`, :class:`Derived`, or a
     plain value (fixed). Order matters: a conditional parameter's parent and a derived value's
     inputs must come before it.
+
+    Building checks the definition, then the knob values the space can produce: a memory kind,
+    a choice or a range end that can never build a model is refused here rather than failing
+    every trial it is sampled into (workbench/space/_buildable.py says what is checked).
     """
 
     def __init__(
@@ -175,6 +180,7 @@ class Space:
                     f"cover={name!r}: only a Categorical parameter whose conditions name categorical "
                     "parents can be covered (each of its values is tried once before the sampler takes over)"
                 )
+        check_buildable(self)
 
     def _declared_seeds(self) -> tuple[Any, ...] | None:
         """The seeds a ``train.seed`` parameter lists (Categorical or Fixed); None without one."""
@@ -467,18 +473,22 @@ class Space:
             budget = Budget(tokens=int(overrides["train.tokens"]), seconds=budget.seconds)
         if "train.seconds" in overrides and "train.seconds" not in self.params:
             budget = Budget(tokens=budget.tokens, seconds=float(overrides["train.seconds"]))
-        return Space(
-            self.name,
-            params,
-            constraints=self.constraints,
-            objectives=self.objectives,
-            budget=budget,
-            trials=self.trials,
-            cover=[c for c in self.cover if isinstance(params.get(c), Categorical) and c in params],
-            description=self.description,
-            dropped=dropped,
-            repeats=None if SEED in params else self.repeats,
-        )
+        try:
+            return Space(
+                self.name,
+                params,
+                constraints=self.constraints,
+                objectives=self.objectives,
+                budget=budget,
+                trials=self.trials,
+                cover=[c for c in self.cover if isinstance(params.get(c), Categorical) and c in params],
+                description=self.description,
+                dropped=dropped,
+                repeats=None if SEED in params else self.repeats,
+            )
+        except SpaceError as exc:  # this space was built, so the overrides broke it: say so
+            settings = " ".join(f"{n}={v!r}" for n, v in overrides.items())
+            raise SpaceError(f"--set {settings}: {exc}") from None
 
     def _typed_override(self, name: str, value: Any, overrides: Mapping[str, Any]) -> Any:
         """``value`` as the type of config field ``name`` (taken from its default); unknown names
