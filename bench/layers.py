@@ -1,8 +1,9 @@
 """(a) Per memory layer: forward+backward step time against a dense FFN of equal active FLOPs.
 
-One layer alone (no attention, no optimizer) on N = B*T tokens of a LayerNorm-scale input,
-bf16 autocast with the matmul weights held in bf16 (float32 masters live in the optimizer,
-workbench/master.py; ``weights="float32"`` keeps them float32, the trainer's
+One layer alone (no attention, no optimizer: bench/tables.py times the table layers' whole
+training step) on N = B*T tokens of a LayerNorm-scale input, bf16 autocast with the matmul
+weights and value tables held in bf16 (float32 masters live in the optimizer,
+workbench/train/master.py; ``weights="float32"`` keeps them float32, the trainer's
 ``train.master_weights=false``), as the trainer runs it: forward, then backward of the
 output against a fixed random gradient (plus the auxiliary loss). Each expert-style layer is
 timed with its fast dispatch (``impl=auto``: the grouped path on CUDA) and, in the same run,

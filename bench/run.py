@@ -2,12 +2,16 @@
 
     python -m bench.run                       # everything (about 9 minutes on an H100)
     python -m bench.run --sections layers     # one part: layers, mfu, study
+    python -m bench.run --sections tables     # (a′) table layers' training step, ~2-3 minutes
 
 (a) memory layers against a dense FFN of equal active FLOPs, fast dispatch beside the simple
 loop (bench/layers.py); (b) dense GPT MFU at GPT-2 small and at the search scale
 (bench/mfu.py); (c) study throughput and GPU busy fraction, (d) peak memory per trial
-(bench/study_throughput.py). Raw results go to ``$OUT`` (or /tmp/bench-out) as JSON; the
-Markdown tables replace the generated block of the document (other sections are kept).
+(bench/study_throughput.py); (a′) the table layers' whole training step (optimizer included)
+before and after the reads of issue 14, against its goals (bench/tables.py; not in the
+default sections: it has a block of its own in the document). Raw results go to ``$OUT`` (or
+/tmp/bench-out) as JSON; the Markdown tables replace the generated block of the document
+(other sections are kept).
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from typing import Any
 
 import torch
 
-from bench import layers, mfu, study_throughput
+from bench import layers, mfu, study_throughput, tables
 from bench.common import Deadline, environment, md_table, save_json, save_text, write_section
+
+TABLES_BEGIN = "<!-- bench/run.py tables: begin (generated; edit bench/, not this block) -->"
+TABLES_END = "<!-- bench/run.py tables: end -->"
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -69,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--layers-budget", type=float, default=170, help="seconds for (a); 0: 45%% of --budget"
     )
+    parser.add_argument("--table-dims", default="768", help="layer widths d of (a′)")
+    parser.add_argument("--table-kinds", default="", help="only these table layer names in (a′)")
+    parser.add_argument("--tables-budget", type=float, default=200, help="seconds for (a′)")
     args = parser.parse_args(argv)
 
     if not torch.cuda.is_available():
@@ -138,6 +148,22 @@ def main(argv: list[str] | None = None) -> int:
         save_json("results.json", results)
         _print_layers(results.get("layers") or [])
 
+    if "tables" in sections:
+        started = time.monotonic()
+        try:
+            results["tables"] = tables.run(
+                dims=_ints(args.table_dims),
+                tokens=args.layer_tokens,
+                deadline=Deadline(min(args.tables_budget, deadline.left())),
+                kinds=tuple(k for k in args.table_kinds.split(",") if k),
+            )
+        except Exception:
+            results["tables_error"] = traceback.format_exc()
+            print(results["tables_error"], flush=True)
+        results["tables_s"] = time.monotonic() - started
+        save_json("results.json", results)
+        _print_tables(results.get("tables") or [])
+
     for run in (r for r in args.profile_mfu.split(",") if r):
         shape_name, batch, mode = run.split(":")
         shape = mfu.GPT2_SMALL if shape_name == "gpt2" else mfu.SEARCH_SCALE
@@ -178,11 +204,101 @@ def main(argv: list[str] | None = None) -> int:
                 print(results["mfu"][-1]["error"], flush=True)
 
     save_json("results.json", results)
-    body = render(results, args)
-    write_section(Path(args.doc), body)
-    save_text("PERFORMANCE.section.md", body)
-    print(body)
+    if {"layers", "mfu", "study"} & set(sections):
+        body = render(results, args)
+        write_section(Path(args.doc), body)
+        save_text("PERFORMANCE.section.md", body)
+        print(body)
+    if results.get("tables"):
+        body = render_tables(results, args)
+        write_section(Path(args.doc), body, TABLES_BEGIN, TABLES_END)
+        save_text("PERFORMANCE.tables.md", body)
+        print(body)
     return 0
+
+
+def _print_tables(rows: list[dict[str, Any]]) -> None:
+    nan = float("nan")
+    for r in rows:
+        g = tables.goal(r)
+        verdict = (
+            ""
+            if g is None or "after_x" not in r
+            else f"goal ≤{g}x: {'met' if r['after_x'] <= g else 'missed'}"
+        )
+        print(
+            f"{r['d']:4d} {r['layer']:18s} {r['read']:6s} before {r.get('before_x', nan):6.2f}x "
+            f"after {r.get('after_x', nan):6.2f}x lazy {r.get('lazy_x', nan):6.2f}x "
+            f"other read {r.get('other_x', nan):6.2f}x fwd+bwd {r.get('fwd_bwd_x', nan):6.2f}x {verdict} "
+            f"{r.get('error', '')}{' not run' if r.get('skipped') else ''}",
+            flush=True,
+        )
+
+
+def render_tables(results: dict[str, Any], args: argparse.Namespace) -> str:
+    env = results["env"]
+    rows = []
+    for r in results["tables"]:
+        g = tables.goal(r)
+        eager = "; ".join(f"{v}: eager ({r[f'{v}_eager']})" for v in tables.VARIANTS if f"{v}_eager" in r)
+        status = "not run" if r.get("skipped") else r.get("error")
+        rows.append(
+            [
+                r["d"],
+                r["layer"],
+                r["knobs"],
+                r["dense_d_ff"],
+                r["read"],
+                r["rows_read"],
+                r.get("dense_ms"),
+                r.get("before_ms"),
+                r.get("before_x"),
+                r.get("after_ms"),
+                r.get("after_x"),
+                r.get("lazy_x"),
+                r.get("other_x"),
+                r.get("fwd_bwd_x"),
+                f"≤ {g}x" if g else None,
+                status
+                or (None if g is None or "after_x" not in r else ("yes" if r["after_x"] <= g else "no")),
+                eager or None,
+            ]
+        )
+    return "\n".join(
+        [
+            f"Generated by `{results['command']}` on {env['date']}: {env['device']}, torch {env['torch']} "
+            f"(CUDA {env['cuda']}). One table layer, {args.layer_tokens} tokens per step, the trainer's whole "
+            "step (`TrainStep`: bf16 autocast, backward, clipping, the optimizer `make_optimizer` builds with "
+            "master weights) replayed from a CUDA graph; median device time; × = over the dense FFN of equal "
+            "active FLOPs stepped the same way (bench/tables.py: *before* = float32 EmbeddingBag reads and "
+            "float32 tables, *after* = the defaults, *lazy* = after with `train.sparse_values`, *other read* = "
+            "after with the read the defaults do not pick, *fwd+bwd* = after without the optimizer; *reads per "
+            "row* = N·R/V).",
+            "",
+            md_table(
+                [
+                    "d",
+                    "layer",
+                    "knobs",
+                    "dense d_ff",
+                    "read",
+                    "reads per row",
+                    "dense step ms",
+                    "before ms",
+                    "before ×",
+                    "after ms",
+                    "after ×",
+                    "lazy ×",
+                    "other read ×",
+                    "fwd+bwd ×",
+                    "goal",
+                    "meets (after)",
+                    "note",
+                ],
+                rows,
+            ),
+        ]
+    )
 
 
 def _print_layers(rows: list[dict[str, Any]]) -> None:

@@ -1,7 +1,9 @@
 """Definition tests of the table layers (pkm, avgk, lsh, token_table, softmax_table) on
 hand-checkable inputs. The shared contract (shape, causality, gradients, ...) is in
 tests/test_memory_conformance.py; this file checks that each layer computes what its paper
-defines, and which tables each lists for the trainer's value group (vanilla's too)."""
+defines, and which tables each lists for the trainer's value group (vanilla's too); the shared
+reads of table rows (the dense read and EmbeddingBag agree, reads in the autocast dtype, top-k
+by sort)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 
 from workbench.errors import ConfigError
 from workbench.memory import ForwardContext, LayerContext, config_from_dict
+from workbench.memory._lookup import table_rows, top_k, weighted_rows
 from workbench.memory.avgk import AvgK
 from workbench.memory.dense import DenseFFN
 from workbench.memory.lsh import LSHMemory
@@ -261,3 +264,85 @@ def test_value_tables_are_listed_for_the_trainers_value_group(knobs: dict, table
     expected = [getattr(layer, table)] if table else []
     assert layer.memory_value_parameters() == expected
     assert all(p.dim() == 2 for p in expected)
+
+
+# --- reading table rows (_lookup) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_the_dense_read_equals_embedding_bag_forward_and_backward(weighted: bool) -> None:
+    # The CUDA read of small tables (S @ values, S scattered from the read weights) against
+    # EmbeddingBag, in float64; a token reads one row twice (two PKM heads on one slot).
+    gen = torch.Generator().manual_seed(0)
+    values = torch.randn(12, 5, dtype=torch.float64, generator=gen)
+    idx = torch.randint(0, 12, (30, 4), generator=gen)
+    idx[0, 1] = idx[0, 0]
+    w = torch.rand(30, 4, dtype=torch.float64, generator=gen) if weighted else None
+    gy = torch.randn(30, 5, dtype=torch.float64, generator=gen)
+    results = []
+    for dense in (False, True):
+        v = values.clone().requires_grad_()
+        wd = None if w is None else w.clone().requires_grad_()
+        y = weighted_rows(v, idx, wd, dense=dense)
+        y.backward(gy)
+        results.append([y, v.grad] + ([] if wd is None else [wd.grad]))
+    for got, want in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_tables_are_read_in_the_autocast_dtype() -> None:
+    # Under autocast a float32 table is read as its bf16 rounding, as autocast reads a matmul
+    # weight, so a bf16 table with a float32 master (train.master_weights) reads the same bits.
+    table = torch.randn(10, 8)
+    idx = torch.tensor([[1, 3], [3, 9]])
+    w = torch.tensor([[0.25, 0.75], [1.0, 0.5]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = weighted_rows(table, idx, w)
+        rows = table_rows(table, idx)
+    assert y.dtype == rows.dtype == torch.bfloat16
+    assert torch.equal(y, weighted_rows(table.to(torch.bfloat16), idx, w))
+    assert torch.equal(rows, table.to(torch.bfloat16)[idx])
+    assert weighted_rows(table, idx, w).dtype == torch.float32  # no autocast: as stored
+
+
+def test_top_k_by_sort_equals_topk_with_its_gradient() -> None:
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(3, 50, 40, generator=gen)
+    gy = torch.randn(3, 50, 7, generator=gen)
+    out = []
+    for by_sort in (False, True):
+        s = scores.clone().requires_grad_()
+        values, idx = top_k(s, 7, by_sort=by_sort)
+        values.backward(gy)
+        out.append((values, idx, s.grad))
+    for got, want in zip(out[1], out[0], strict=True):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_reads_agree_under_autocast_and_vanilla_reads_densely() -> None:
+    # The trainer's CUDA path: bf16 autocast, a bf16 table (master weights). The dense read sums
+    # bf16 products; the weighted EmbeddingBag reads the rows in float32 (CUDA has no bf16
+    # backward for per_sample_weights), so the two agree to bf16's precision.
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    values = torch.randn(3072, 64, device="cuda", generator=gen).to(torch.bfloat16)
+    idx = torch.rand(512, 3072, device="cuda", generator=gen).topk(64, dim=-1).indices
+    w = torch.rand(512, 64, device="cuda", generator=gen)
+    gy = torch.randn(512, 64, device="cuda", generator=gen)
+    out = []
+    for dense in (False, True):
+        v, wd = values.clone().requires_grad_(), w.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y = weighted_rows(v, idx, wd, dense=dense)
+        y.float().backward(gy)
+        out.append([y.float(), v.grad.float(), wd.grad.float()])
+    for got, want in zip(out[1], out[0], strict=True):  # bf16 keeps 8 bits: 0.4% per rounding
+        assert ((got - want).norm() / want.norm()).item() < 1e-2
+    layer = build(kind="vanilla", d_ff=64, k=8).cuda()
+    read = []
+    for ratio in (0, 2**40):  # EmbeddingBag, then the dense read (the default's for 64 cells, k = 8)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("workbench.memory._lookup.DENSE_READ_RATIO", ratio)
+            read.append(run(layer, torch.randn(2, 8, 16, device="cuda", generator=gen.manual_seed(1))))
+    assert ((read[1] - read[0]).norm() / read[0].norm()).item() < 1e-2

@@ -225,3 +225,30 @@ def test_a_pkm_model_trains_with_scaled_and_lazy_value_updates() -> None:
     for knobs in ({"memory_value_lr_scale": 3.0}, {"sparse_values": True}):
         result = run(pkm_config(**knobs), tokens())
         assert result.steps == 4 and math.isfinite(result.val_loss)  # type: ignore[attr-defined]
+
+
+def test_master_weights_hold_the_value_tables_in_bf16_in_their_own_group() -> None:
+    # Under master weights (the CUDA default) the tables are read in bf16 anyway (autocast), so
+    # they are stored so, with float32 masters: the reads move half the bytes.
+    cfg = pkm_config(memory_value_lr_scale=2.0)
+    model = GPT(cfg.model, VOCAB)
+    opt = make_optimizer(model, cfg, torch.device("cuda"))  # CPU tensors; the choice is the device's
+    tables = {id(b.memory.values_VD) for b in model.blocks}
+    assert all(b.memory.values_VD.dtype == torch.bfloat16 for b in model.blocks)
+    (scaled,) = [g for g in opt.param_groups if g.get("lr_scale") == 2.0]
+    assert {id(p) for p in scaled["params"]} == tables and scaled["weight_decay"] == 0.0
+    assert not opt.lazy  # type: ignore[attr-defined]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("master_weights", [True, False])
+def test_gpu_lazy_value_updates_are_captured_with_the_step(master_weights: bool) -> None:
+    # No host synchronisation in the lazy update: the whole step is still one CUDA graph. Every
+    # row of these small tables is read every step, so lazy and dense train alike.
+    data = DeviceTokens(tokens(), "cuda")
+    knobs = {"tokens": 16 * 8 * 12, "master_weights": master_weights}
+    lazy = run(pkm_config(sparse_values=True, **knobs), data, "cuda")
+    dense = run(pkm_config(**knobs), data, "cuda")
+    assert lazy.cuda_graph, lazy.eager_reason  # type: ignore[attr-defined]
+    assert abs(lazy.val_loss - dense.val_loss) < 1e-2  # type: ignore[attr-defined]

@@ -59,9 +59,9 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and budget. The run stops at ``tokens`` or ``seconds``, whichever comes first.
 
-    ``master_weights`` (CUDA under bf16 only): matmul weights are held in bf16 and the
-    optimizer keeps their float32 masters (workbench/train/master.py), the same numerics as
-    autocast's per-step casts without their traffic; false keeps float32 weights.
+    ``master_weights`` (CUDA under bf16 only): matmul weights and memory value tables are held
+    in bf16 and the optimizer keeps their float32 masters (workbench/train/master.py), the same
+    numerics as autocast's per-step casts without their traffic; false keeps float32 weights.
 
     ``memory_value_lr_scale``: the value tables of the memory layers (what their
     ``memory_value_parameters()`` list: PKM, VanillaM, the lookup tables) train in an AdamW group
@@ -69,7 +69,8 @@ class TrainConfig:
     ``lr`` times this factor. The PKM paper trains values at a larger rate; 1.0 is the default
     because it changes the least (only the weight decay), so a study opts into a larger rate.
     ``sparse_values``: that group uses a lazy AdamW that updates only the rows with a nonzero
-    gradient this step (workbench/train/sparse_adamw.py); not with master weights.
+    gradient this step, moments included (workbench/train/sparse_adamw.py says why it is off by
+    default: at the workbench's shapes every row is read every step).
     """
 
     tokens: int = 200_000

@@ -40,9 +40,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from workbench.memory._lookup import Consume, consume_params, ffn_width, init_table, validate_consume
+from workbench.memory._lookup import (
+    Consume,
+    consume_params,
+    ffn_width,
+    init_table,
+    validate_consume,
+    weighted_rows,
+)
 from workbench.memory.base import ForwardContext, LayerContext, LayerCost, MemoryConfig, MemoryLayer, require
 from workbench.memory.experts import IMPLS, ExpertBank
 from workbench.memory.registry import register
@@ -139,6 +145,6 @@ class LSHMemory(MemoryLayer):
             offset_L = torch.arange(self.cfg.n_tables, device=x_ND.device) * self.cfg.n_buckets()
             row_NL = bucket_NL + offset_L
             self.count_routing(row_NL, B * T * self.cfg.n_tables)
-            m_ND = F.embedding_bag(row_NL, self.table_RD, mode="sum")
+            m_ND = weighted_rows(self.table_RD, row_NL)
             y_ND = self.consume(x_ND, m_ND)
         return y_ND.view(B, T, D), x_BTD.new_zeros((), dtype=torch.float32)

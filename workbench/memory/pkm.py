@@ -22,7 +22,9 @@ Choices where the paper leaves room:
 * The query network is one bias-free linear map D -> H*d_key (the paper's has a bias; the
   norm's shift plays that role here).
 * Init: sub-keys N(0, 1/(d_key/2)), values N(0, 1/D) (the paper's value init).
-* Values are read with ``F.embedding_bag(mode="sum", per_sample_weights=...)``;
+* Values are read with ``F.embedding_bag(mode="sum", per_sample_weights=...)``
+  (workbench/memory/_lookup.py: in bf16 under autocast, the table held in bf16 with a float32
+  master under ``train.master_weights``);
   :meth:`ProductKeyMemory.memory_value_parameters` lists them and the trainer gives them an
   optimizer group of their own: no weight decay, ``lr`` times ``train.memory_value_lr_scale``
   (the paper trains values at a larger lr), updated row by row with ``train.sparse_values``
@@ -40,7 +42,8 @@ Analytic cost per token (2 FLOPs per multiply-add), D = d_model, H heads, d = d_
   query D*H*d MACs; sub-key scores H*2*n*(d/2) = H*n*d MACs; value read H*k*D MACs (a
   weighted sum of H*k rows). Top-k, the candidate sums and softmax are element-wise and not
   counted. On a GPU the cost is the value read, not the FLOPs: each token reads H*k rows of D
-  values (0.5 FLOP per byte in float32), forward and twice more in the backward. fvcore sees
+  values (1 FLOP per byte in bf16), forward and twice more in the backward (the table's
+  gradient, the read weights' gradient); docs/PERFORMANCE.md derives the floor. fvcore sees
   the query and score matmuls but not ``embedding_bag`` or ``topk``, so
   2*fvcore = analytic - 2*H*k*D.
 

@@ -29,10 +29,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from workbench.memory._lookup import Consume, consume_params, ffn_width, init_table, validate_consume
+from workbench.memory._lookup import (
+    Consume,
+    consume_params,
+    ffn_width,
+    init_table,
+    table_rows,
+    validate_consume,
+)
 from workbench.memory.base import ForwardContext, LayerContext, LayerCost, MemoryConfig, MemoryLayer
 from workbench.memory.registry import register
 
@@ -79,6 +85,6 @@ class TokenTable(MemoryLayer):
     def forward(self, x_BTD: torch.Tensor, ctx: ForwardContext) -> tuple[torch.Tensor, torch.Tensor]:
         if ctx.token_ids_BT is None:
             raise ValueError("token_table reads the input token ids: pass ForwardContext(token_ids_BT=...)")
-        m_BTD = F.embedding(ctx.token_ids_BT, self.table_VD)
+        m_BTD = table_rows(self.table_VD, ctx.token_ids_BT)
         y_BTD = self.consume(x_BTD, m_BTD)
         return y_BTD, x_BTD.new_zeros((), dtype=torch.float32)

@@ -11,14 +11,19 @@ Choices where the paper is unclear:
   activation; GELU is increasing and positive for positive scores, so the two agree whenever
   the k-th best score is positive;
 * GELU, as in the dense baseline, so that vanilla with k = d_ff equals the dense FFN;
-* the value read is one ``embedding_bag`` (gather + weighted sum) rather than a dense matmul;
+* the value read is :func:`~workbench.memory._lookup.weighted_rows`: one ``embedding_bag``
+  (gather + weighted sum) on the CPU; on CUDA, where F <= 128 k, the top-k activations
+  scattered into an otherwise zero ``[N, F]`` matrix times the values, a dense GEMM (the
+  dense FFN's second matmul with all but k activations zeroed; same sums, tensor cores instead
+  of three memory-bound passes over N*k gathered rows);
   :meth:`VanillaMemory.memory_value_parameters` lists the values for the trainer's value
   group (no weight decay, ``train.memory_value_lr_scale``, lazy rows with
   ``train.sparse_values``), as PKM's; the keys stay in the weight-decay group.
 
 Cost: scoring every cell is a full D x F matmul (the selector, counted); the value read is k
-multiply-adds of width D. fvcore sees the scoring matmul but not ``embedding_bag``, so the
-analytic count is the reported one.
+multiply-adds of width D (counted so, although the CUDA read runs F of them: the convention
+counts the work the layer defines, not the kernel that does it). fvcore sees the scoring
+matmul but not ``embedding_bag``, so the analytic count is the reported one.
 
 Shapes: B batch, T sequence, D model width, F cells (d_ff), K cells read per token, N = B*T.
 """
@@ -32,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.memory._lookup import weighted_rows
 from workbench.memory.base import ForwardContext, LayerContext, LayerCost, MemoryConfig, MemoryLayer, require
 from workbench.memory.registry import register
 
@@ -86,8 +92,6 @@ class VanillaMemory(MemoryLayer):
         B, T, D = x_BTD.shape
         scores_NF = self.keys(x_BTD.reshape(B * T, D))
         top_NK, cell_NK = scores_NF.topk(self.k, dim=-1)
-        # Under autocast the scores are bf16; embedding_bag has no autocast rule, so match the table.
-        weight_NK = F.gelu(top_NK).to(self.values_FD.dtype)
-        y_ND = F.embedding_bag(cell_NK, self.values_FD, per_sample_weights=weight_NK, mode="sum")
+        y_ND = weighted_rows(self.values_FD, cell_NK, F.gelu(top_NK))
         self.count_routing(cell_NK, B * T * self.k)
         return y_ND.reshape(B, T, D), x_BTD.new_zeros((), dtype=torch.float32)

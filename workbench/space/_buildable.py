@@ -27,8 +27,7 @@ Not checked, and why:
 * A kind with more than :data:`MAX_COMBINATIONS` combinations (building would be slow); its
   trials still validate. ``train.*`` knobs never reach validation and are not enumerated, so
   real spaces stay far below the bound (``spaces/unified.py``: 15 combinations, ~5 ms).
-* Checks made only while training (``train.dtype``, ``train.sparse_values`` beside master
-  weights, the corpus): the trial reports them.
+* Checks made only while training (``train.dtype``, the corpus): the trial reports them.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ fused AdamW on a float32 weight, and it replaces the two casts autocast makes ev
 (float32 weight to bf16 in the forward, the bf16 gradient to float32 in the backward, 12
 bytes per element).
 
+With ``touched_R`` (a ``[R]`` bool per row of a 2-D table, the lazy update of
+workbench/train/sparse_adamw.py) only the rows marked touched are read and written; the others
+keep master, moments and weight bit for bit, and their bytes are never loaded.
+
 Two implementations with the same arithmetic: a Triton kernel (CUDA, one launch per
 parameter, nothing read back to the host: the learning rate, step count and clipping
 coefficient are device tensors, so the update can be captured in a CUDA graph) and a
@@ -43,7 +47,9 @@ def _kernel() -> Any:
         lr_ptr,
         step_ptr,
         coef_ptr,
+        touched_ptr,
         n_elements,
+        row_len,
         beta1,
         beta2,
         log_beta1,
@@ -51,9 +57,12 @@ def _kernel() -> Any:
         eps,
         weight_decay,
         BLOCK: tl.constexpr,
+        LAZY: tl.constexpr,
     ):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n_elements
+        if LAZY:  # masked loads and stores: an untouched row's bytes are neither read nor written
+            mask = mask & (tl.load(touched_ptr + offs // row_len, mask=mask, other=0) != 0)
         lr = tl.load(lr_ptr).to(tl.float32)
         step = tl.load(step_ptr).to(tl.float32)
         coef = tl.load(coef_ptr).to(tl.float32)
@@ -100,22 +109,28 @@ def adamw_master_update(
     eps: float,
     weight_decay: float,
     use_triton: bool | None = None,
+    touched_R: torch.Tensor | None = None,
 ) -> None:
     """One AdamW step of ``master`` (float32) in place, then ``weight.copy_(master)`` (rounded).
 
     ``lr``, ``step`` (already incremented) and ``coef`` (the clipping coefficient, 1 for
-    none) are 0-d float32 tensors on the weight's device. ``use_triton`` None picks the Triton
-    kernel on CUDA when Triton imports.
+    none) are 0-d float32 tensors on the weight's device. ``touched_R`` (a bool per row of a
+    2-D weight) limits the step to those rows. ``use_triton`` None picks the Triton kernel on
+    CUDA when Triton imports.
     """
     if use_triton is None:
         use_triton = weight.is_cuda and triton_available()
     if not use_triton:  # the reference: the kernel's arithmetic in torch operations
+        kept = None if touched_R is None else [t.clone() for t in (master, exp_avg, exp_avg_sq)]
         g = grad.float() * coef
         master.mul_(1 - lr * weight_decay)
         exp_avg.mul_(beta1).add_(g, alpha=1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         denom = exp_avg_sq.sqrt() / (1 - beta2**step).sqrt() + eps
         master.sub_((lr / (1 - beta1**step)) * (exp_avg / denom))
+        if kept is not None and touched_R is not None:
+            for new, old in zip((master, exp_avg, exp_avg_sq), kept, strict=True):
+                new.copy_(torch.where(touched_R.unsqueeze(1), new, old))
         weight.copy_(master)
         return
     if not all(t.is_contiguous() for t in (weight, master, grad, exp_avg, exp_avg_sq)):
@@ -130,7 +145,9 @@ def adamw_master_update(
         lr,
         step,
         coef,
+        step if touched_R is None else touched_R.view(torch.uint8),  # any pointer when not lazy
         n,
+        1 if touched_R is None else weight.shape[-1],
         beta1,
         beta2,
         math.log(beta1) if beta1 > 0 else -math.inf,
@@ -138,6 +155,7 @@ def adamw_master_update(
         eps,
         weight_decay,
         BLOCK=BLOCK,
+        LAZY=touched_R is not None,
         num_warps=8,
     )
 

@@ -26,7 +26,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -104,9 +104,11 @@ def make_optimizer(
     applies to the schedule). An empty group is left out.
 
     On CUDA under bf16 with ``train.master_weights``: a :class:`~workbench.train.master.MasterAdamW`
-    that holds the matmul weights in bf16 (converting them in place) and clips gradients itself.
-    With ``train.sparse_values`` the value group is updated lazily, row by row
-    (:class:`~workbench.train.sparse_adamw.SparseRowAdamW`); not with master weights.
+    that holds the matmul weights and the value tables in bf16 (converting them in place) and
+    clips gradients itself. With ``train.sparse_values`` the value group is updated lazily, row
+    by row: by MasterAdamW's kernel under master weights, else by
+    :class:`~workbench.train.sparse_adamw.SparseRowAdamW`. Neither reads the device from the
+    host, so the step is captured in a CUDA graph either way.
     """
     from workbench.errors import ConfigError
 
@@ -123,20 +125,20 @@ def make_optimizer(
     ]
     groups = [{**g, "lr": t.lr * g["lr_scale"]} for g in groups if g["params"]]
     betas = (t.beta1, t.beta2)
-    if t.sparse_values and values:
-        if uses_master_weights(cfg, device):
-            raise ConfigError(
-                "train.sparse_values: the lazy value update does not run beside master weights; "
-                "set train.master_weights=false"
-            )
-        *dense, value_group = groups  # the value group is last and not empty
-        return SparseRowAdamW(
-            [value_group], _adamw(dense, t.lr, betas, device, capturable), lr=t.lr, betas=betas
-        )
+    lazy = values if t.sparse_values else []
     if uses_master_weights(cfg, device):
         low = low_precision_parameters(model)
         if low:
-            return MasterAdamW(groups, low, lr=t.lr, betas=betas, max_grad_norm=t.grad_clip)
+            return MasterAdamW(groups, low, lr=t.lr, betas=betas, max_grad_norm=t.grad_clip, lazy=lazy)
+    if lazy:
+        *dense, value_group = groups  # the value group is last and not empty
+        return SparseRowAdamW(
+            [value_group],
+            _adamw(dense, t.lr, betas, device, capturable),
+            lr=t.lr,
+            betas=betas,
+            capturable=capturable or device.type == "cuda",
+        )
     return _adamw(groups, t.lr, betas, device, capturable)
 
 
@@ -376,8 +378,10 @@ def train(
     device: torch.device,
     on_step: StepCallback | None = None,
     on_eval: EvalCallback | None = None,
+    eval_at: Collection[int] = (),
 ) -> TrainResult:
-    """Train ``model`` in place for the budget of ``cfg.train`` and evaluate it."""
+    """Train ``model`` in place for the budget of ``cfg.train`` and evaluate it; ``eval_at``
+    adds evaluations after those steps (early stopping's rungs) to every ``eval_every``."""
     t = cfg.train
     dtype = resolve_dtype(t.dtype, device)
     tokens_per_step = t.batch_size * cfg.model.seq_len
@@ -432,7 +436,7 @@ def train(
                 if on_step:
                     on_step(step + 1, total_steps, mean_loss)
             train_seconds += time.perf_counter() - started
-            if (step + 1) % eval_every == 0 and step + 1 < total_steps:
+            if ((step + 1) % eval_every == 0 or step + 1 in eval_at) and step + 1 < total_steps:
                 val_loss = evaluate(model, eval_batches, dtype)
                 if not math.isfinite(val_loss):
                     raise NonFiniteLossError(f"validation loss became {val_loss} at step {step + 1}")

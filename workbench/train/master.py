@@ -16,9 +16,17 @@ step (AvgK's block keys are the mean of its expert weights) sums its two gradien
 and AvgK's keys are averaged from the bf16 weights.
 
 Which weights: those autocast would cast, i.e. the weights of ``nn.Linear`` modules and of
-expert banks; not embeddings (the residual stream stays float32), norms, tables read by
-EmbeddingBag, nor a Linear marked :func:`~workbench.memory.base.float32_weights` (routers,
-which run in float32 by design).
+expert banks, and the memory layers' value tables (their ``memory_value_parameters()``), which
+the layers read in the autocast dtype as autocast reads a matmul weight
+(workbench/memory/_lookup.py); not embeddings (the residual stream stays float32), norms, nor
+a Linear marked :func:`~workbench.memory.base.float32_weights` (routers, which run in float32
+by design). A table's rows are read many times a step (each row of a 256^2-slot PKM table ~64
+times by 32,768 tokens of 4 heads reading 32 slots each), so its bf16 copy halves the bytes
+the reads move, forward and backward, where a Linear's saves only the casts.
+
+``lazy`` tables (``train.sparse_values``) are updated row by row: a row whose gradient is zero
+this step keeps its master, weight and moments (the kernel skips its bytes), see
+:mod:`workbench.train.sparse_adamw` for the choice.
 """
 
 from __future__ import annotations
@@ -34,17 +42,22 @@ from workbench.memory.experts import ExpertBank
 from workbench.train.fused_adamw import adamw_master_update
 
 
-def low_precision_parameters(model: nn.Module) -> list[torch.Tensor]:
-    """The parameters that only ever feed autocast matmuls (see the module docstring)."""
-    out: list[torch.Tensor] = []
+def low_precision_parameters(model: nn.Module, tables: bool = True) -> list[torch.Tensor]:
+    """The parameters that only ever feed autocast matmuls or autocast-dtype table reads (see
+    the module docstring); ``tables`` False leaves the value tables out (bench/layers.py's
+    "before")."""
+    out: dict[int, torch.Tensor] = {}
     for module in model.modules():
         if keeps_float32(module):
             continue
         if isinstance(module, nn.Linear):
-            out.append(module.weight)
+            out[id(module.weight)] = module.weight
         elif isinstance(module, ExpertBank):
-            out += [module.w1_EDG, module.w2_EGD]
-    return [p for p in out if p.requires_grad]
+            out.update((id(w), w) for w in (module.w1_EDG, module.w2_EGD))
+        hook = getattr(module, "memory_value_parameters", None)
+        if tables and callable(hook):
+            out.update((id(p), p) for p in hook())
+    return [p for p in out.values() if p.requires_grad]
 
 
 def cast_to(model: nn.Module, dtype: torch.dtype) -> list[torch.Tensor]:
@@ -82,8 +95,13 @@ class MasterAdamW(torch.optim.Optimizer):
         eps: float = 1e-8,
         max_grad_norm: float = 0.0,
         dtype: torch.dtype = torch.bfloat16,
+        lazy: Iterable[torch.Tensor] = (),
     ) -> None:
         low = {id(p) for p in low_precision}
+        tables = list(lazy)
+        self.lazy = {id(p) for p in tables}
+        if not self.lazy <= low or any(p.dim() != 2 for p in tables):
+            raise ValueError("MasterAdamW: lazy parameters must be 2-D tables among the low-precision ones")
         params = [p for g in groups for p in g["params"]]
         device = params[0].device
         self.lr = torch.tensor(float(lr), dtype=torch.float32, device=device)
@@ -176,4 +194,5 @@ class MasterAdamW(torch.optim.Optimizer):
                     beta2=beta2,
                     eps=group["eps"],
                     weight_decay=group["weight_decay"],
+                    touched_R=p.grad.ne(0).any(dim=1) if id(p) in self.lazy else None,
                 )
