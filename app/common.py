@@ -92,6 +92,12 @@ def load_designs(path: str, studies: tuple[str, ...], version: tuple[Any, ...]) 
     return _store(path).designs(list(studies), with_params=False)
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=4)
+def load_claims(path: str, version: tuple[Any, ...]) -> pd.DataFrame:
+    """The replication claims (docs/REPLICATION.md) evaluated on this store's replicate-* studies."""
+    return explore.claims_frame(explore.evaluate_all(explore.CLAIMS, _store(path)))
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=16)
 def load_sampled(path: str, studies: tuple[str, ...], version: tuple[Any, ...]) -> list[str]:
     """Parameters sampled in any of ``studies`` (the others were fixed by the space)."""

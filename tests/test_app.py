@@ -625,3 +625,21 @@ def test_pareto_page_of_repeated_designs_draws_means_with_95_intervals(
     assert "mean over seeds" in texts(at.caption)
     front = at.dataframe[0].value
     assert {"n_seeds", "val_ppl_ci95_low", "val_ppl_ci95_high", "p_front"} <= set(front.columns)
+
+
+def test_studies_page_shows_the_replication_claims_of_replicate_studies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workbench.store.ingest import ingest_storage
+
+    runs = Path(__file__).resolve().parents[1] / "store" / "runs"
+    path = tmp_path / "replication.duckdb"
+    store = Store.open(path)
+    for name in ("replicate-24M", "replicate-hash"):
+        ingest_storage(store, runs / f"{name}.journal")
+    at = ok(open_app(path, monkeypatch))
+    assert "Replication: the papers' claims" in texts(at.subheader)
+    claims = at.dataframe[1].value.set_index("claim")
+    assert claims.loc["Hash 1", "verdict"] in ("reproduced", "not reproduced", "inconclusive")
+    assert "31.28 [30.30, 32.27] (3)" in claims.loc["Hash 1", "ours (val ppl, mean [95% CI], seeds)"]
+    assert claims.loc["AltUp 1", "verdict"] == "not run"

@@ -41,6 +41,19 @@ common.table(
     },
 )
 
+if overview["study_name"].str.startswith("replicate-").any():
+    st.subheader("Replication: the papers' claims")
+    st.caption(
+        "Each claim of docs/REPLICATION.md on this store's replicate-* studies: means over seeds with 95% "
+        "intervals, Welch intervals on the gaps, and a verdict (python -m bench.replication writes the same table)."
+    )
+    common.table(
+        common.cached(common.load_claims),
+        "replication_claims",
+        hide_index=True,
+        column_config={"statement": st.column_config.TextColumn("claim", width="large")},
+    )
+
 st.subheader("Search spaces")
 for row in studies.itertuples():
     params = explore.space_params(row.space_json)

@@ -6,6 +6,7 @@ Nothing here imports streamlit: each function returns frames, NamedTuples or plo
 the app's pages only render (and cache). Private modules are re-exported here.
 """
 
+from workbench.explore._claims import CLAIMS
 from workbench.explore._export import (
     IMAGE_FORMATS,
     csv_bytes,
@@ -97,6 +98,14 @@ from workbench.explore._pareto import (
     pareto_figure,
     pareto_rows,
 )
+from workbench.explore._replication import (
+    Arm,
+    Claim,
+    ClaimResult,
+    claims_frame,
+    evaluate,
+    evaluate_all,
+)
 from workbench.explore._sqlguard import (
     ALLOWED_HELP,
     QueryResult,
@@ -121,6 +130,7 @@ from workbench.explore._trials import (
 
 __all__ = [
     "ALLOWED_HELP",
+    "CLAIMS",
     "COMPUTE_AXES",
     "ENTROPY_COLLAPSE",
     "EVALUATORS",
@@ -131,7 +141,10 @@ __all__ = [
     "STORE_ENV",
     "UNUSED_COLLAPSE",
     "WEBGL_MIN_POINTS",
+    "Arm",
     "Axis",
+    "Claim",
+    "ClaimResult",
     "ExploreError",
     "ExplorerOptions",
     "Filter",
@@ -148,6 +161,7 @@ __all__ = [
     "category_colors",
     "check_grid",
     "check_query",
+    "claims_frame",
     "compare_curves_figure",
     "connect_read_only",
     "constraint_range",
@@ -159,6 +173,8 @@ __all__ = [
     "describe_columns",
     "design_lines",
     "encode_param",
+    "evaluate",
+    "evaluate_all",
     "evaluator_available",
     "explorer_options",
     "failed_trials",

@@ -1,0 +1,209 @@
+"""docs/REPLICATION.md's claim table and plots, from the replication suite's stored runs (no GPU).
+
+    python -m bench.replication [--journals store/runs | --store S.duckdb] [--doc docs/REPLICATION.md]
+                                [--plots docs/replication | --no-plots]
+
+Ingests every ``replicate-*.journal`` of ``--journals`` (the optuna journals the GPU runs wrote,
+kept in the repository) into a temporary store, evaluates each claim of
+``workbench.explore.CLAIMS`` on it (means over seeds, Welch 95% intervals, a verdict) and writes
+the table between the markers of ``--doc``, with one plot per study (perplexity against active
+FLOPs per token, 95% error bars) saved as PNG next to the report (plotly + kaleido).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import md_table, write_section
+from workbench.explore import CLAIMS, claims_frame, evaluate_all
+from workbench.store import Store
+
+BEGIN = "<!-- bench/replication.py: begin (generated; edit bench/ or workbench/explore/_claims.py, not this block) -->"
+END = "<!-- bench/replication.py: end -->"
+PREFIX = "replicate-"
+
+
+def store_from_journals(folder: Path, into: Path) -> Store:
+    from workbench.store.ingest import ingest_storage
+
+    journals = sorted(folder.glob(f"{PREFIX}*.journal"))
+    if not journals:
+        raise SystemExit(f"no {PREFIX}*.journal in {folder}: run bench/trust_gpu.sh on a GPU first")
+    store = Store.open(into)
+    for journal in journals:
+        ingest_storage(store, journal)
+    return Store.open(into, read_only=True)
+
+
+def design_label(row: pd.Series) -> str:
+    """A short name for a design of the suite: its kind and the knobs the suite varies."""
+    kind = str(row.get("memory.kind"))
+    parts = [kind]
+
+    def known(name: str) -> object | None:
+        value = row.get(name)
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+    if kind == "avgk" and known("memory.block_size") is not None:
+        parts.append(f"g={int(row['memory.block_size'])}")
+    if kind == "hash" and known("memory.variant") is not None:
+        parts.append(str(row["memory.variant"]))
+    if kind in ("switch", "gshard", "base", "hash") and known("memory.n_experts") is not None:
+        parts.append(f"E={int(row['memory.n_experts'])}")
+    if kind == "gshard" and known("memory.k") is not None:
+        parts.append(f"k={int(row['memory.k'])}")
+    if kind in ("switch", "gshard") and known("memory.gate") == "straight":
+        parts.append("straight-through gate")
+    if kind in ("switch", "gshard") and known("memory.aux_loss_coef") == 0:
+        parts.append("no balancing loss")
+    if kind in ("token_table", "lsh", "softmax_table", "pkm") and known("memory.consume") is not None:
+        parts.append(str(row["memory.consume"]))
+    if (known("model.altup_k") or 1) > 1:
+        parts.insert(0, f"{row['model.altup_variant']} K={int(row['model.altup_k'])} +")
+    return " ".join(parts)
+
+
+# Training knobs a study may sweep as part of its designs (an ablation): named in the label.
+SWEPT = {"train.lr": "lr", "train.warmup_frac": "warm-up"}
+
+
+def swept_label(row: pd.Series, swept: Sequence[str]) -> str:
+    extra = " ".join(f"{SWEPT[name]} {row[name]:g}" for name in swept)
+    return f"{design_label(row)} {extra}".strip()
+
+
+def study_table(store: Store, study: str) -> str:
+    designs = store.designs(study).sort_values("val_ppl_mean")
+    tuned = bool(len(store.sql("SELECT 1 FROM tuning WHERE study_name = $s LIMIT 1", {"s": study})))
+    swept = [
+        n for n in SWEPT if n in designs and designs[n].nunique() > 1 and not (tuned and n == "train.lr")
+    ]
+    rows = []
+    for _, d in designs.iterrows():
+        interval = (
+            f"[{d['val_ppl_ci95_low']:.2f}, {d['val_ppl_ci95_high']:.2f}]"
+            if pd.notna(d["val_ppl_ci95_low"])
+            else "—"
+        )
+        seeds = " / ".join(f"{v:.2f}" for v in d["val_ppl_seeds"])
+        rows.append(
+            [
+                swept_label(d, swept),
+                int(d["n_seeds"]),
+                d.get("train.lr"),
+                f"{d['val_ppl_mean']:.2f} {interval}",
+                seeds,
+                d["flops_per_token"] / 1e6,
+                d["params_total"] / 1e6,
+                d["tokens_per_s"] / 1e6,
+            ]
+        )
+    header = [
+        "design",
+        "seeds",
+        "lr (fit)" if tuned else "lr",
+        "val ppl mean [95% CI]",
+        "per seed",
+        "MFLOPs/token",
+        "params (M)",
+        "Mtok/s",
+    ]
+    return md_table(header, rows)
+
+
+def provenance_line(store: Store, study: str) -> str:
+    frame = store.sql(
+        "SELECT min(t.finished_at) AS first, max(t.finished_at) AS last, any_value(p.device_name) AS device, "
+        "any_value(p.git_commit) AS commit, count(*) AS runs "
+        "FROM trials AS t LEFT JOIN provenance AS p USING (study_name, trial_number) "
+        "WHERE t.study_name = $study AND t.status = 'complete'",
+        {"study": study},
+    ).iloc[0]
+    if not frame["runs"]:
+        return f"`{study}`: no completed runs."
+    commit = f", commit {str(frame['commit'])[:9]}" if frame["commit"] else ""
+    return (
+        f"`{study}`: {int(frame['runs'])} runs finished {frame['first']:%Y-%m-%d %H:%M} to "
+        f"{frame['last']:%H:%M} UTC on {frame['device']}{commit}."
+    )
+
+
+def plot_study(store: Store, study: str, path: Path) -> None:
+    import plotly.graph_objects as go
+
+    designs = store.designs(study)
+    labels = [design_label(d) for _, d in designs.iterrows()]
+    err_hi = (designs["val_ppl_ci95_high"] - designs["val_ppl_mean"]).fillna(0)
+    err_lo = (designs["val_ppl_mean"] - designs["val_ppl_ci95_low"]).fillna(0)
+    figure = go.Figure(
+        go.Scatter(
+            x=designs["flops_per_token"] / 1e6,
+            y=designs["val_ppl_mean"],
+            mode="markers+text",
+            text=labels,
+            textposition="top center",
+            error_y={"type": "data", "array": err_hi, "arrayminus": err_lo, "visible": True},
+        )
+    )
+    figure.update_layout(
+        title=f"{study}: validation perplexity (mean over seeds, 95% CI) against active FLOPs",
+        xaxis_title="forward FLOPs per token (M)",
+        yaxis_title="validation perplexity",
+        template="plotly_white",
+        width=900,
+        height=560,
+        showlegend=False,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.write_image(str(path))
+
+
+def report(store: Store, plots: Path | None, doc: Path) -> str:
+    results = evaluate_all(CLAIMS, store)
+    frame = claims_frame(results)
+    counts = frame["verdict"].value_counts()
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    table = md_table(frame.columns.tolist(), frame.drop(columns=[]).values.tolist())
+    studies = [s for s in store.studies()["study_name"] if s.startswith(PREFIX)]
+    sections = [f"**{len(frame)} claims:** {summary}.", table]
+    for study in studies:
+        sections.append(f"### `{study}`")
+        sections.append(provenance_line(store, study))
+        sections.append(study_table(store, study))
+        if plots is not None:
+            image = plots / f"{study}.png"
+            plot_study(store, study, image)
+            sections.append(f"![{study}]({image.relative_to(doc.parent).as_posix()})")
+    return "\n\n".join(sections)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.replication", description=__doc__.split("\n")[0])
+    parser.add_argument("--journals", default="store/runs", help="folder of the studies' optuna journals")
+    parser.add_argument(
+        "--store", default=None, help="read this store instead of rebuilding one from --journals"
+    )
+    parser.add_argument("--doc", default="docs/REPLICATION.md")
+    parser.add_argument("--plots", default="docs/replication", help="folder for the PNG plots")
+    parser.add_argument("--no-plots", action="store_true", help="write the tables only (no kaleido needed)")
+    args = parser.parse_args(argv)
+    doc = Path(args.doc)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.store:
+            store = Store.open(args.store, read_only=True)
+        else:
+            store = store_from_journals(Path(args.journals), Path(tmp) / "replication.duckdb")
+        body = report(store, None if args.no_plots else Path(args.plots), doc)
+    write_section(doc, body, BEGIN, END)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

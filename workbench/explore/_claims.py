@@ -1,0 +1,230 @@
+"""The claims of the four papers the workbench stands on, as comparisons between the designs of
+the replication suite (spaces/replicate/*.py; docs/REPLICATION.md).
+
+The papers' figure numbers are not cited: the claims are the qualitative findings that
+docs/DESIGN.md summarises, and the suite runs at a scale (4 layers, d=256, 24M tokens) where
+the papers' absolute numbers do not transfer. "qualitative" says so in the table.
+"""
+
+from __future__ import annotations
+
+from workbench.explore._replication import Arm, Claim
+
+SFFN, HASH, ALTUP, EXTERNAL = "replicate-sffn", "replicate-hash", "replicate-altup", "replicate-external"
+LIU = "Liu et al. 2023 (unified view)"
+ROLLER = "Roller et al. 2021 (Hash Layers)"
+ALTUP_PAPER = "Baykal et al. 2023 (AltUp)"
+MEMORY_PAPER = "Baykal et al. 2023 (external memory)"
+QUALITATIVE = "qualitative"
+
+
+def _command(space: str) -> str:
+    return f"workbench run spaces/replicate/{space}.py --device cuda --sampler grid --workers 3"
+
+
+def _sffn(label: str, kind: str, **where: object) -> Arm:
+    return Arm(label, SFFN, {"memory.kind": kind, **where})
+
+
+# Dense, hash and Switch at 16 experts under one rate (2e-3, the rate the probes pick for hash and
+# Switch once they keep the full warm-up) and three seeds: study replicate-24M.
+LEVEL_24M = "replicate-24M"
+LEVEL_24M_COMMAND = (
+    "workbench run spaces/replicate/switch_gate.py --device cuda --sampler grid --workers 2 --repeats 3 "
+    "--set train.tokens=24000000 --set memory.gate=prob --set memory.aux_loss_coef=0.01 --study-name replicate-24M"
+)
+HASH16_24M = Arm("hash balanced E=16", LEVEL_24M, {"memory.kind": "hash"})
+SWITCH16_24M = Arm("switch E=16", LEVEL_24M, {"memory.kind": "switch"})
+DENSE = _sffn("dense", "dense")
+AVGK = {g: _sffn(f"avgk g={g}", "avgk", **{"memory.block_size": g}) for g in (1024, 256, 64)}
+SWITCH16 = _sffn("switch E=16", "switch")
+HASH16 = _sffn("hash balanced E=16", "hash")
+OTHERS = (
+    SWITCH16,
+    _sffn("gshard E=32 k=2", "gshard"),
+    _sffn("base E=16", "base"),
+    HASH16,
+    _sffn("pkm 128^2", "pkm"),
+    _sffn("vanilla 2048", "vanilla"),
+)
+
+
+def _hash(label: str, variant: str, experts: int = 16) -> Arm:
+    return Arm(label, HASH, {"memory.kind": "hash", "memory.variant": variant, "memory.n_experts": experts})
+
+
+def _altup(label: str, k: int, variant: str, kind: str) -> Arm:
+    where: dict[str, object] = {"model.altup_k": k, "memory.kind": kind}
+    if k > 1:
+        where["model.altup_variant"] = variant
+    return Arm(label, ALTUP, where)
+
+
+def _external(label: str, kind: str, consume: str | None = None) -> Arm:
+    where: dict[str, object] = {"memory.kind": kind}
+    if consume:
+        where["memory.consume"] = consume
+    return Arm(label, EXTERNAL, where)
+
+
+ALTUP_DENSE = _altup("dense (K=1)", 1, "", "dense")
+ALTUP_K2 = _altup("AltUp K=2", 2, "altup", "dense")
+RECYCLED_K2 = _altup("Recycled K=2", 2, "recycled", "dense")
+ALTUP_SWITCH = _altup("switch (K=1)", 1, "", "switch")
+ALTUP_K2_SWITCH = _altup("AltUp K=2 + switch", 2, "altup", "switch")
+EXT_DENSE = _external("dense", "dense")
+TOKEN_ADD = _external("token table add", "token_table", "add")
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "S-FFN 1",
+        LIU,
+        "Perplexity falls as the block size g falls, at fixed k·g and total memory (Avg-K, g = 1024 → 256 → 64).",
+        QUALITATIVE,
+        "ordered",
+        (AVGK[1024], AVGK[256], AVGK[64]),
+        _command("sffn"),
+    ),
+    Claim(
+        "S-FFN 2",
+        LIU,
+        "Avg-K (its best block size) beats the other selection methods at about equal FLOPs.",
+        QUALITATIVE,
+        "best_of",
+        (*AVGK.values(), *OTHERS),
+        _command("sffn"),
+        group=tuple(a.label for a in AVGK.values()),
+    ),
+    Claim(
+        "S-FFN 3",
+        LIU,
+        "Every sparse memory with more cells than the dense FFN beats it.",
+        QUALITATIVE,
+        "all_better",
+        (DENSE, *AVGK.values(), *OTHERS),
+        _command("sffn"),
+    ),
+    Claim(
+        "Hash 1",
+        ROLLER,
+        "Hash ≈ Switch at 16 experts.",
+        QUALITATIVE,
+        "level",
+        (HASH16_24M, SWITCH16_24M),
+        LEVEL_24M_COMMAND,
+    ),
+    Claim(
+        "Hash 2",
+        ROLLER,
+        "Hash beats Switch at 64 experts.",
+        QUALITATIVE,
+        "better",
+        (_hash("hash balanced E=64", "balanced", 64), Arm("switch E=64", HASH, {"memory.kind": "switch"})),
+        _command("hash"),
+    ),
+    Claim(
+        "Hash 3",
+        ROLLER,
+        "Balanced ≈ random hashing.",
+        QUALITATIVE,
+        "level",
+        (HASH16_24M, _hash("hash random", "random")),
+        _command("hash") + "; " + LEVEL_24M_COMMAND,
+    ),
+    Claim(
+        "Hash 4",
+        ROLLER,
+        "Random (current-token) hashing beats bigram, previous-token and position hashing.",
+        QUALITATIVE,
+        "best_of",
+        (
+            _hash("hash random", "random"),
+            _hash("hash bigram", "bigram"),
+            _hash("hash previous", "previous"),
+            _hash("hash position", "position"),
+        ),
+        _command("hash"),
+        group=("hash random",),
+    ),
+    Claim(
+        "Hash 5",
+        ROLLER,
+        "Dispersed hashing beats clustered hashing.",
+        QUALITATIVE,
+        "better",
+        (_hash("hash dispersed", "dispersed"), _hash("hash clustered", "clustered")),
+        _command("hash"),
+        caveat=(
+            "not testable as built: the paper clusters a pretrained model's token embeddings; "
+            "the workbench clusters random features (workbench/memory/hash_layer.py), so both are random hashes"
+        ),
+    ),
+    Claim(
+        "Hash 6",
+        ROLLER,
+        "MultiHash (4 hashes) is at least as good as a single hash.",
+        QUALITATIVE,
+        "not_worse",
+        (_hash("hash multihash", "multihash"), _hash("hash random", "random")),
+        _command("hash"),
+    ),
+    Claim(
+        "AltUp 1",
+        ALTUP_PAPER,
+        "AltUp K=2 beats the dense model of width d at nearly equal FLOPs.",
+        QUALITATIVE,
+        "better",
+        (ALTUP_K2, ALTUP_DENSE),
+        _command("altup"),
+    ),
+    Claim(
+        "AltUp 2",
+        ALTUP_PAPER,
+        "Recycled-AltUp lands between the dense model and AltUp.",
+        QUALITATIVE,
+        "between",
+        (ALTUP_DENSE, RECYCLED_K2, ALTUP_K2),
+        _command("altup"),
+    ),
+    Claim(
+        "AltUp 3",
+        ALTUP_PAPER,
+        "AltUp combined with a MoE (Switch) compounds the gains: it beats both alone.",
+        QUALITATIVE,
+        "best_of",
+        (ALTUP_K2_SWITCH, ALTUP_SWITCH, ALTUP_K2),
+        _command("altup"),
+        group=("AltUp K=2 + switch",),
+    ),
+    Claim(
+        "Memory 1",
+        MEMORY_PAPER,
+        "A per-layer token-id table added to the residual lowers perplexity at about zero added matmul FLOPs.",
+        QUALITATIVE,
+        "better",
+        (TOKEN_ADD, EXT_DENSE),
+        _command("external"),
+    ),
+    Claim(
+        "Memory 2",
+        MEMORY_PAPER,
+        "LSH-bucket and softmax-routed tables lie between the token-id table and dense.",
+        QUALITATIVE,
+        "between",
+        (EXT_DENSE, _external("lsh add", "lsh"), _external("softmax table add", "softmax_table"), TOKEN_ADD),
+        _command("external"),
+    ),
+    Claim(
+        "Memory 3",
+        MEMORY_PAPER,
+        "Consuming the token-id lookup: add, concat or expert (compared, no direction claimed).",
+        QUALITATIVE,
+        "report",
+        (
+            TOKEN_ADD,
+            _external("token table concat", "token_table", "concat"),
+            _external("token table expert", "token_table", "expert"),
+        ),
+        _command("external"),
+    ),
+)
