@@ -7,7 +7,8 @@ Ingests every ``replicate-*.journal`` of ``--journals`` (the optuna journals the
 kept in the repository) into a temporary store, evaluates each claim of
 ``workbench.explore.CLAIMS`` on it (means over seeds, Welch 95% intervals, a verdict) and writes
 the table between the markers of ``--doc``, with one plot per study (perplexity against active
-FLOPs per token, 95% error bars) saved as PNG next to the report (plotly + kaleido).
+FLOPs per token, 95% error bars) saved as PNG next to the report (plotly + kaleido:
+``pip install -e .[report]``).
 """
 
 from __future__ import annotations

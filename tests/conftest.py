@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import textwrap
+import urllib.parse
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,36 @@ def write_space(tmp_path: Path, corpus: Path, constraints: str = "", name: str =
     path = tmp_path / name
     path.write_text(TINY_SPACE.format(corpus=str(corpus), constraints=constraints), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database on the server ``WORKBENCH_TEST_PG_URL`` names
+    (scripts/test.sh starts a throwaway one), dropped after the test. Without a server the test
+    skips, unless WORKBENCH_REQUIRE_POSTGRES=1 (set by .ci/run), which makes it fail."""
+    server = os.environ.get("WORKBENCH_TEST_PG_URL")
+    reason = None
+    if not server:
+        reason = "no PostgreSQL server: WORKBENCH_TEST_PG_URL is unset (scripts/test.sh starts one)"
+    else:
+        try:
+            import psycopg2
+        except ImportError as e:
+            reason = f"psycopg2 is not installed ({e}); pip install psycopg2-binary"
+    if reason is not None:
+        if os.environ.get("WORKBENCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason}; WORKBENCH_REQUIRE_POSTGRES=1 requires the PostgreSQL tests to run")
+        pytest.skip(reason)
+    assert server is not None
+    name = f"wb_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        yield urllib.parse.urlsplit(server)._replace(path=f"/{name}").geturl()
+        with admin.cursor() as cur:
+            # FORCE: a worker the test killed may leave a connection behind for a moment.
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.close()

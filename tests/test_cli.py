@@ -376,15 +376,15 @@ def test_bad_store_and_storage_locations_are_one_line(tmp_path: Path) -> None:
 
 
 def test_a_storage_password_is_not_printed(tmp_path: Path) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("psycopg2") is not None:
-        pytest.skip("psycopg2 is installed: the URL would be connected to")
-    result = cli(
-        "ingest", "--store", str(tmp_path / "wb.duckdb"), "--storage", "postgresql://me:secret@db.example/x"
-    )
-    error = one_error_line(result)
-    assert "secret" not in error and "postgresql://me:***@db.example/x" in error
+    url = "postgresql://me:secret@127.0.0.1:1/x"  # nothing listens on port 1: connection refused
+    space = tmp_path / "space.py"
+    space.write_text("from workbench.space import Space\nspace = Space('x', {})\n")
+    store = tmp_path / "wb.duckdb"
+    for args in (("ingest", "--store", str(store)), ("worker", str(space), "--device", "cpu")):
+        error = one_error_line(cli(*args, "--storage", url))
+        assert "secret" not in error and "postgresql://me:***@127.0.0.1:1/x" in error, error
+        assert "refused" in error or "driver is not installed" in error, error
+    assert not store.exists()
 
 
 def test_sql_runs_under_the_apps_guard(populated_store: Path, tmp_path: Path) -> None:
@@ -408,3 +408,72 @@ def test_a_space_file_with_two_spaces_is_refused(populated_store: Path, tmp_path
     )
     error = one_error_line(cli("run", str(space), "--store", str(populated_store)))
     assert "defines 2 Space objects at module level (`space`, `old`)" in error
+
+
+# --- several workers on one PostgreSQL study -------------------------------------------------------
+
+
+def test_workers_on_postgresql_share_a_target_retry_a_killed_trial_and_follow_into_duckdb(
+    pg_url: str, tmp_path: Path, tiny_corpus: Path
+) -> None:
+    import time
+
+    import optuna
+    from conftest import write_space
+
+    from workbench import record
+    from workbench.workers import Heartbeat, open_storage
+
+    space = write_space(tmp_path, tiny_corpus)
+    store = tmp_path / "wb.duckdb"
+    worker = [sys.executable, "-m", "workbench", "worker", str(space), "--storage", pg_url]
+    worker += ["--study-name", "pg", "--trials", "3", "--device", "cpu", "--no-progress"]
+    worker += ["--heartbeat-interval", "1", "--grace-period", "10", "--set", "train.tokens=8000"]
+    follow = [sys.executable, "-m", "workbench", "ingest", "--storage", pg_url, "--store", str(store)]
+    follow += ["--study-name", "pg", "--follow", "--interval", "0.5", "--grace-period", "10"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(worker, **pipes) for _ in range(2)]
+    follower = subprocess.Popen(follow, **pipes)
+    storage = open_storage(pg_url, Heartbeat(interval=1, grace_period=10))
+    victim, killed = procs[0], None
+    try:
+        deadline = time.monotonic() + 240
+        while killed is None and time.monotonic() < deadline and victim.poll() is None:
+            if "pg" in optuna.get_all_study_names(storage):
+                for trial in optuna.load_study(study_name="pg", storage=storage).get_trials(deepcopy=False):
+                    owner = trial.user_attrs.get(record.OWNER) or {}
+                    running = trial.state == optuna.trial.TrialState.RUNNING
+                    if running and trial.params and owner.get("pid") == victim.pid:
+                        victim.kill()  # SIGKILL mid-trial
+                        killed = trial.number
+            time.sleep(0.2)
+        assert killed is not None, "the first worker never ran a trial"
+        procs.append(subprocess.Popen(worker, **pipes))  # a replacement joins
+        for proc in procs[1:]:
+            _, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err
+        lines, err = follower.communicate(timeout=120)
+        assert follower.returncode == 0, err
+    finally:
+        for proc in [*procs, follower]:
+            proc.kill()
+            proc.wait()
+    study = optuna.load_study(study_name="pg", storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    designs = [t for t in trials if t.user_attrs.get(record.STATUS) == "complete"]
+    assert len(designs) == 3 and study.user_attrs[record.STUDY_TARGET] == 3
+    dead = trials[killed]
+    assert dead.state == optuna.trial.TrialState.FAIL and dead.user_attrs[record.STATUS] == "died"
+    assert dead.user_attrs[record.ERROR].startswith("worker died")
+    retries = [t for t in trials if t.user_attrs.get(record.RETRY_OF) == killed]
+    assert len(retries) == 1 and retries[0].params == dead.params
+    assert retries[0].user_attrs[record.STATUS] == "complete"
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert "pg: 3/3 designs done (3 trials), 0 running" in lines.strip().splitlines()[-1]
+    # Every trial the storage finished is in the store exactly once, under its status.
+    from workbench.store import Store
+
+    finished = [t for t in trials if t.state.is_finished()]
+    rows = Store.open(store, read_only=True).sql("SELECT trial_number, status FROM trials ORDER BY 1")
+    assert list(rows.trial_number) == [t.number for t in finished]
+    assert list(rows.status) == [t.user_attrs[record.STATUS] for t in finished]

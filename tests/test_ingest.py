@@ -20,8 +20,10 @@ from workbench.store.ingest import (
     ingest_storage,
     ingest_study,
     ingest_trial,
+    journal_path,
     mask_url,
     open_optuna_storage,
+    rdb_url,
     repair_journal,
     study_objectives,
     trial_status,
@@ -390,3 +392,50 @@ def test_a_storage_password_is_neither_stored_nor_printed(store: Store) -> None:
         check_study_identity(store, "a", "2" * 32, "mysql://me:hunter2@other/db")
     assert "secret" not in str(info.value) and "hunter2" not in str(info.value)
     assert "postgresql://user:***@host/db" in str(info.value) and "mysql://me:***@other/db" in str(info.value)
+
+
+def test_a_bare_postgresql_url_names_the_psycopg2_driver() -> None:
+    assert rdb_url("postgresql://u:pw@h:5432/db") == "postgresql+psycopg2://u:pw@h:5432/db"
+    assert rdb_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert rdb_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert open_optuna_storage("postgresql://u:pw@h:5432/db") == "postgresql+psycopg2://u:pw@h:5432/db"
+    assert (
+        journal_path("journal:///a/b.journal") == "/a/b.journal" and journal_path("x.journal") == "x.journal"
+    )
+    assert journal_path("postgresql://h/db") is None
+
+
+def test_an_ingest_killed_mid_way_loses_and_doubles_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each trial's rows are replaced in one transaction: a crash rolls back the trial it was
+    writing, the trials before it stay, and the next ingest writes the rest once."""
+    import workbench.store.ingest as ingest_module
+
+    study = build_study()
+    clean = Store.open(tmp_path / "clean.duckdb")
+    ingest_study(clean, study)
+    real, calls = ingest_module._write_trial, {"n": 0}
+
+    def crashing(con, study_name, trial, names):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            real(con, study_name, trial, names)  # half of the trial's rows written, then the crash
+            raise KeyboardInterrupt
+        return real(con, study_name, trial, names)
+
+    monkeypatch.setattr(ingest_module, "BATCH_HOLD_S", 0.0)  # one trial per transaction
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(ingest_module, "_write_trial", crashing)
+        ingest_study(store, study)
+    assert store.counts()["trials"] == 3
+    again = ingest_study(store, study)
+    assert again.n_written == N_TRIALS - 3
+    assert store.counts() == clean.counts()
+    for table in ("trials", "params", "curves", "provenance"):
+        query = (
+            f"SELECT * EXCLUDE (ingested_at) FROM {table} ORDER BY ALL"
+            if table == "trials"
+            else (f"SELECT * FROM {table} ORDER BY ALL")
+        )
+        assert store.sql(query).equals(clean.sql(query)), table

@@ -22,9 +22,9 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("space",),
     ("data",),
     ("train",),
-    ("trial", "provenance"),
+    ("trial", "provenance", "early_stop"),
     ("store",),
-    ("study", "progress"),
+    ("study", "progress", "workers"),
     ("explore",),
     ("cli", "__main__"),
 )

@@ -12,8 +12,8 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 from conftest import TINY_SPACE
 
 from workbench.errors import SpaceError
@@ -168,7 +168,9 @@ def test_probes_keep_the_full_runs_warm_up_steps(
     full = space.iter_grid_samples().__next__().config
     runner.tune(full)
     assert [tokens for tokens, _ in seen] == [10_000, 10_000]
-    assert all(frac == pytest.approx(min(PROBE_MAX_WARMUP, full.train.warmup_frac / 0.25)) for _, frac in seen)
+    assert all(
+        frac == pytest.approx(min(PROBE_MAX_WARMUP, full.train.warmup_frac / 0.25)) for _, frac in seen
+    )
     assert seen[0][1] * seen[0][0] == pytest.approx(full.train.warmup_frac * full.train.tokens)
 
 

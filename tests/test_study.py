@@ -220,3 +220,174 @@ def test_a_new_study_under_a_stored_name_is_refused_before_it_trains(
     assert new_uid != old_uid
     assert Store.open(store, read_only=True).studies()["study_uid"].tolist() == [new_uid]
     assert table_counts(store)["trials"] == 1
+
+
+# --- one target, dead workers, sessions (workbench.workers) ----------------------------------------
+
+
+def journal_of(store: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tiny", storage=open_optuna_storage(default_storage(str(store))))
+
+
+def test_a_trial_whose_worker_died_is_failed_and_its_run_queued_again(
+    tiny_space_file: Path, tmp_path: Path
+) -> None:
+    """A first run (its other seed already queued) is claimed by a process that is then SIGKILLed:
+    the next run fails it with the reason, trains its retry, and does not queue the seed twice."""
+    import subprocess
+    import sys
+
+    from workbench.study import join_study, open_study
+    from workbench.workers import StudyLock
+
+    store = tmp_path / "wb.duckdb"
+    space = apply_overrides(load_space(tiny_space_file), {}, repeats=2)
+    opts = StudyOptions(trials=1, store=str(store), device="cpu", progress=False)
+    journal = default_storage(str(store))
+    study = open_study(space, opts, journal, Store.open(store))
+    join_study(study, space, opts, StudyLock(journal, "tiny"))
+    design = {"memory.kind": "dense", "train.lr": 0.01}
+    study.enqueue_trial(design, user_attrs={record.REPLICATE: 0})
+    study.enqueue_trial(design, user_attrs={record.REPLICATE: 1, record.TUNED: {}, record.FIRST_RUN: 0})
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys, optuna\n"
+            "from workbench.store.ingest import open_optuna_storage\n"
+            "from workbench.workers import owner_record\n"
+            "study = optuna.load_study(study_name='tiny', storage=open_optuna_storage(sys.argv[1]))\n"
+            "trial = study.ask()\n"
+            "trial.set_user_attr('wb.owner', owner_record())\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n",
+            journal,
+        ],
+        timeout=120,
+    )
+    assert killed.returncode == -9
+
+    outcome = run_study(space, opts)
+    assert (outcome.target, outcome.designs, outcome.ran) == (1, 1, 2)
+    frame = Store.open(store, read_only=True).sql(
+        "SELECT trial_number, status, error, replicate, optuna_state FROM trials ORDER BY trial_number"
+    )
+    assert list(frame.status) == ["died", "complete", "complete"]
+    assert frame.error.iloc[0].startswith("worker died (pid ") and frame.error.iloc[0].endswith(" is gone)")
+    assert list(frame.replicate) == [0, 1, 0]  # the seed was not queued again by the retry
+    retry = journal_of(store).trials[2]
+    assert retry.params == design and retry.user_attrs[record.RETRY_OF] == 0
+    assert retry.user_attrs[record.RETRIES] == 1
+
+
+def test_an_interrupted_trial_does_not_count_and_its_design_runs_on_resume(
+    tiny_space_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workbench.trial as trial_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    store = tmp_path / "wb.duckdb"
+    with monkeypatch.context() as patch:
+        patch.setattr(trial_module.TrialRunner, "train_and_measure", interrupted)
+        outcome = run(tiny_space_file, store, trials=1)
+    assert outcome.interrupted and outcome.ran == 0  # type: ignore[attr-defined]
+    first, queued = journal_of(store).trials
+    assert first.user_attrs[record.STATUS] == "interrupted"
+    assert queued.state == optuna.trial.TrialState.WAITING and queued.params == first.params
+    assert queued.user_attrs[record.RETRIES] == 0  # an interrupt is not a retry
+
+    outcome = run(tiny_space_file, store, trials=1)
+    assert outcome.ran == 1 and outcome.designs == 1  # type: ignore[attr-defined]
+    assert journal_of(store).trials[1].params == first.params
+
+
+def test_a_queued_design_past_the_target_is_skipped_not_trained(
+    tiny_space_file: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "wb.duckdb"
+    space = apply_overrides(load_space(tiny_space_file), {"memory.kind": "dense"}, repeats=2)
+    opts = StudyOptions(trials=1, store=str(store), device="cpu", progress=False)
+    run_study(space, opts)
+    study = journal_of(store)
+    # Once the target is reached, a design queued ahead of a seed: optuna hands out the design first.
+    study.enqueue_trial({"train.lr": 0.01})
+    study.enqueue_trial({"train.lr": 0.003}, user_attrs={record.REPLICATE: 1, record.TUNED: {}})
+    outcome = run_study(space, opts)
+    assert outcome.designs == 1 and outcome.ran == 1
+    frame = Store.open(store, read_only=True).sql("SELECT status, error FROM trials ORDER BY trial_number")
+    assert list(frame.status) == ["complete", "complete", "skipped", "complete"]
+    assert frame.error.iloc[2].startswith("not trained: the study had reached its target of 1 designs")
+
+
+def test_a_resumed_run_continues_the_sampler(
+    tiny_space_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workbench.study as study_module
+    from workbench.workers import session_seed
+
+    seeds: list[int] = []
+    real = study_module.make_sampler
+
+    def recording(name: str, space: object, seed: int) -> object:
+        seeds.append(seed)
+        return real(name, space, seed)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(study_module, "make_sampler", recording)
+    store = tmp_path / "wb.duckdb"
+    run(tiny_space_file, store, trials=1, sampler="random", seed=3)
+    run(tiny_space_file, store, trials=2, sampler="random", seed=3)
+    # open_study's sampler (the seed), then join_study's (the session's): 3 itself, then a new stream.
+    assert seeds == [3, 3, 3, session_seed(3, 1)] and session_seed(3, 1) != 3
+    assert journal_of(store).user_attrs[record.STUDY_SESSIONS] == 2
+
+
+def test_two_concurrent_runs_share_one_target(tiny_space_file: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store = tmp_path / "wb.duckdb"
+    command = [sys.executable, "-m", "workbench", "run", str(tiny_space_file), "--trials", "3"]
+    command += ["--store", str(store), "--device", "cpu", "--no-progress"]
+    runs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    for proc in runs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    study = journal_of(store)
+    counted = [t for t in study.trials if t.user_attrs.get(record.STATUS) == "complete"]
+    assert len(counted) == 3
+    assert study.user_attrs[record.STUDY_TARGET] == 3 and study.user_attrs[record.STUDY_SESSIONS] == 2
+    owners = {t.user_attrs[record.OWNER]["pid"] for t in counted}
+    assert owners <= {proc.pid for proc in runs}
+    frame = Store.open(store, read_only=True).sql("SELECT status FROM trials WHERE status = 'complete'")
+    assert len(frame) == 3
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_a_worker_whose_trial_was_taken_for_dead_drops_it_and_goes_on(
+    tiny_space_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process fails the trial mid-run (its heartbeat stalled past the grace period): the
+    worker warns, drops the result and trains the re-queued run instead of crashing."""
+    import workbench.trial as trial_module
+    from workbench import workers
+
+    real = trial_module.TrialRunner.train_and_measure
+    reaped: list[int] = []
+
+    def stalled(self, cfg, trial=None):
+        if trial is not None and not reaped:
+            frozen = trial.study._storage.get_trial(trial._trial_id)
+            workers._fail_died(trial.study, frozen, "worker died: no heartbeat for 30 s", max_retry=2)
+            reaped.append(trial.number)
+        return real(self, cfg, trial)
+
+    monkeypatch.setattr(trial_module.TrialRunner, "train_and_measure", stalled)
+    store = tmp_path / "wb.duckdb"
+    with pytest.warns(workers.WorkerDied, match="failed by another process while this worker ran it"):
+        outcome = run(tiny_space_file, store, trials=1)
+    assert outcome.designs == 1 and outcome.ran == 1  # type: ignore[attr-defined]
+    frame = Store.open(store, read_only=True).sql("SELECT status, error FROM trials ORDER BY trial_number")
+    assert list(frame.status) == ["died", "complete"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Trial user attributes.
-STATUS = "wb.status"  # complete | failed | infeasible | pruned | interrupted
+STATUS = "wb.status"  # complete | failed | infeasible | pruned | interrupted | died | skipped
 ERROR = "wb.error"  # the reason a trial did not complete, one line
 CONFIG = "wb.config"  # the full nested config {section: {field: value}}
 CONFIG_HASH = "wb.config_hash"  # TrialConfig.config_hash(): the seed included
@@ -31,10 +31,17 @@ METRICS = "wb.metrics"  # TrialMetrics.to_dict()
 CURVE = "wb.curve"  # [[step, metric, value], ...]
 ROUTING = "wb.routing"  # [{"layer": i, "n_blocks": ..., "load": [...], ...}, ...]
 PROVENANCE = "wb.provenance"  # git commit, packages, device, seed, host
+OWNER = "wb.owner"  # {"host", "pid", "start", "boot"}: the process that claimed the trial (workbench.workers)
+RETRY_OF = "wb.retry_of"  # the trial a re-queued run repeats (the first of the series), after its worker died
+RETRIES = "wb.retries"  # how many runs of this series died before this one
+FIRST_RUN = "wb.first_run"  # on a design's other seeds: the first run (its series) that queued them
+RUNGS = "wb.rungs"  # early stopping: {rung: validation loss there}, e.g. {"1/9": 5.12}
 # Study user attributes.
 STUDY_SPACE = "wb.space"  # the space as JSON, checked on resume
 STUDY_OBJECTIVES = "wb.objectives"  # [{"name": "val_ppl", "direction": "minimize"}, ...]
 STUDY_UID = "wb.study_uid"  # a uuid set once, when the workbench creates the study
+STUDY_TARGET = "wb.target"  # designs the study trains: set by its first process, raised by a larger --trials
+STUDY_SESSIONS = "wb.sessions"  # processes that opened the study to train; seeds each one's sampler
 
 
 def _stored(**kw: Any) -> Any:
@@ -67,6 +74,7 @@ class TrialMetrics:
     master_weights: bool | None = None
     stopped_by: str | None = None  # tokens | seconds
     duplicate_of: int | None = None  # the trial whose results this one reused
+    rung: str | None = None  # the early-stopping rung a stopped run reached, e.g. "1/9"
 
     def to_dict(self) -> dict[str, Any]:
         """The measured fields (``None`` left out), as the trial stores them."""

@@ -15,15 +15,18 @@ back, keeping its token data on its device and its compiled kernels, and copies 
 finished trial into DuckDB (short write transactions that wait out another writer's lock).
 On one GPU the workers share it, which pays for small models whose steps leave the GPU idle
 between kernels; with several visible GPUs worker i gets GPU ``i mod G`` through its own
-``CUDA_VISIBLE_DEVICES`` (so ``--workers G`` is one worker per GPU). Workers stop once the
-finished trials and those running since the run started reach the target; two workers
-finishing at the same moment can each start one more, so a run may end up to N-1 trials past
-``--trials``.
+``CUDA_VISIBLE_DEVICES`` (so ``--workers G`` is one worker per GPU).
+
+``workbench worker`` is one such worker on any host: it joins (or creates) the study in the
+optuna storage (PostgreSQL, for several hosts) and never opens DuckDB; ``workbench ingest
+--follow`` copies the study into the store on one host. Every process of a study shares its
+one target of designs, claims trials under the study's lock, reaps the trials of dead workers
+and continues the sampler instead of replaying it (:mod:`workbench.workers`).
 """
 
 from __future__ import annotations
 
-import datetime
+import contextlib
 import logging
 import os
 import signal
@@ -31,7 +34,8 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,14 +48,16 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
+    from workbench.early_stop import EarlyStop
     from workbench.store import Store
+    from workbench.workers import Heartbeat, StudyLock
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "qmc")
 
 
 @dataclass(frozen=True, kw_only=True)
 class StudyOptions:
-    """Options of ``workbench run`` (see its --help)."""
+    """Options of ``workbench run`` and ``workbench worker`` (see their --help)."""
 
     trials: int | None = None
     timeout: float | None = None
@@ -64,14 +70,18 @@ class StudyOptions:
     progress: bool = True
     workers: int = 1
     retrain_duplicates: bool = False
+    early_stop: EarlyStop | None = None  # stop runs at rungs of their budget (workbench/early_stop.py)
+    heartbeat: Heartbeat | None = None  # dead-worker detection and retries (default: Heartbeat())
 
 
 @dataclass
 class StudyOutcome:
     study_name: str
     storage_url: str
-    store_path: str
-    ran: int
+    store_path: str | None  # None for `workbench worker`, which writes only to the optuna storage
+    target: int  # the study's target of designs
+    designs: int  # designs counted toward it
+    ran: int  # trials that count, finished during this process
     counts: dict[str, int]
     interrupted: bool
 
@@ -120,21 +130,24 @@ def apply_overrides(space: Space, overrides: Mapping[str, Any], repeats: int | N
     return space.with_repeats(repeats) if repeats is not None else space
 
 
-def open_study(space: Space, opts: StudyOptions, storage_url: str, store: Store) -> optuna.Study:
+def open_study(space: Space, opts: StudyOptions, storage_url: str, store: Store | None) -> optuna.Study:
     """Create the study of ``space`` (with a new ``wb.study_uid``) or load it to resume.
 
     Refuses with :class:`StudyMismatchError`, before anything is created or trained, when
-    ``store`` holds rows of another optuna study under the name.
+    ``store`` holds rows of another optuna study under the name (``store`` None: a worker that
+    writes only to the optuna storage).
     """
     import optuna
 
-    from workbench.store.ingest import check_study_identity, open_optuna_storage
+    from workbench.store.ingest import check_study_identity
+    from workbench.workers import Heartbeat, open_storage
 
-    storage = optuna.storages.get_storage(open_optuna_storage(storage_url))
+    storage = open_storage(storage_url, opts.heartbeat or Heartbeat())
     name = opts.study_name or space.name
     # A study from before uids gets one now, like a new study: either way it differs from any stored uid.
     uid = _optuna_uid(storage, name) or uuid.uuid4().hex
-    check_study_identity(store, name, uid, storage_url)
+    if store is not None:
+        check_study_identity(store, name, uid, storage_url)
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -174,50 +187,87 @@ def _optuna_uid(storage: optuna.storages.BaseStorage, name: str) -> str | None:
     return None if uid is None else str(uid)
 
 
-def finished_count(study: optuna.Study) -> int:
-    import optuna
+def join_study(study: optuna.Study, space: Space, opts: StudyOptions, lock: StudyLock) -> int:
+    """Join the study as one of its processes, under its lock; returns its target of designs.
 
-    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    return len(study.get_trials(deepcopy=False, states=done))
+    Reaps the trials of dead workers, sets or raises the target (:func:`workbench.workers.set_target`),
+    seeds this process's sampler from its session, and queues the cover points and (``grid``)
+    the grid points not yet tried, no more than the designs still open.
+    """
+    from workbench import workers
+
+    default = space.trials
+    if opts.sampler == "grid" and opts.trials is None:
+        default = min(default, len(space.grid()))
+    with lock:
+        workers.reap(study, (opts.heartbeat or workers.Heartbeat()).max_retry, report_elsewhere=True)
+        target = workers.set_target(study, opts.trials, default)
+        session = workers.new_session(study)
+        study.sampler = make_sampler(opts.sampler, space, workers.session_seed(opts.seed, session))
+        now = workers.tally(study)
+        room = now.open_designs - (now.queued - now.queued_seeds)
+        room -= enqueue_points(study, space, space.cover_points(), room)
+        if opts.sampler == "grid":
+            enqueue_points(study, space, space.grid(), room)
+    return target
 
 
-def enqueue_grid(study: optuna.Study, space: Space, limit: int | None = None) -> int:
-    """Queue the grid points not yet tried (sampled parameters only), at most ``limit`` of them;
-    returns the size of the grid. A design's other seeds are queued by its first run, behind
-    whatever is queued then: queuing only the designs this run trains keeps a design's seeds
-    together and the run within its target."""
+def enqueue_points(study: optuna.Study, space: Space, points: Sequence[Mapping[str, Any]], limit: int) -> int:
+    """Queue the designs at ``points`` not yet tried (sampled parameters only), at most ``limit``
+    of them; returns how many were queued. A design's other seeds are queued by its first run,
+    behind whatever is queued then: queuing only the designs still open keeps a design's seeds
+    together and the study within its target."""
     import optuna
 
     sampled = [n for n, p in space.params.items() if type(p).__name__ in ("Categorical", "Int", "Float")]
-    points = space.grid()
     waiting = (optuna.trial.TrialState.WAITING,)
     queued = 0
     for point in points:
-        if limit is not None and queued >= limit:
+        if queued >= limit:
             break
         before = len(study.get_trials(deepcopy=False, states=waiting))
         study.enqueue_trial({k: v for k, v in point.items() if k in sampled}, skip_if_exists=True)
         queued += len(study.get_trials(deepcopy=False, states=waiting)) - before
-    return len(points)
+    return queued
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOutcome:
-    """Run (or resume) the study of ``space`` until it has ``opts.trials`` finished trials."""
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: finished trials stay stored."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if in_main else None
+    try:
+        yield
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
-    from workbench.store.ingest import ingest_study
 
-    device = resolve_device(opts.device)
-    designs = opts.trials if opts.trials is not None else space.trials
-    if designs < 1:
-        raise WorkbenchError(f"--trials must be >= 1, got {designs}")
-    # A trial is one (design, seed) run: each design's first run queues its other seeds.
-    target = designs * space.repeats
+def _check_options(space: Space, opts: StudyOptions) -> None:
+    from workbench.workers import Heartbeat
+
+    if opts.early_stop is not None:
+        opts.early_stop.check(space.objectives)
+    if opts.trials is not None and opts.trials < 1:
+        raise WorkbenchError(f"--trials must be >= 1, got {opts.trials}")
     if opts.workers < 1:
         raise WorkbenchError(f"--workers must be >= 1, got {opts.workers}")
+    (opts.heartbeat or Heartbeat()).check()
+
+
+def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOutcome:
+    """Run (or resume) the study of ``space`` until it has reached its target of designs
+    (``opts.trials`` raises it), copying every trial into the DuckDB store."""
+
+    from workbench.store.ingest import ingest_study
+    from workbench.workers import StudyLock, storage_errors, tally
+
+    device = resolve_device(opts.device)
+    _check_options(space, opts)
     storage_url = opts.storage or default_storage(opts.store)
     Path(opts.store).parent.mkdir(parents=True, exist_ok=True)
     _quiet_optuna()
@@ -225,56 +275,78 @@ def run_study(space: Space, opts: StudyOptions, console: Any = None) -> StudyOut
     from workbench.store import Store
 
     store = Store.open(opts.store)
-    study = open_study(space, opts, storage_url, store)
-    ingest_study(store, study, storage_url)
-    already = finished_count(study)
-    remaining = max(0, target - already)
-    for point in space.cover_points():
-        study.enqueue_trial(point, skip_if_exists=True)
-    if opts.sampler == "grid":
-        already_designs = -(-already // space.repeats)
-        n = enqueue_grid(study, space, limit=-(-remaining // space.repeats))
-        if opts.trials is None:
-            remaining = max(0, min(remaining, (n - already_designs) * space.repeats))
-
-    since = datetime.datetime.now()
-    interrupted = False
-    # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: finished trials stay stored.
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if in_main else None
-    helpers: list[Any] = []
-    try:
-        if remaining and opts.workers > 1:
-            helpers = _start_workers(space, opts, storage_url, already + remaining, since)
-            share_cpu_threads(device, opts.workers)
-        interrupted = _work(
-            study,
-            space,
-            opts,
-            device,
-            store,
-            storage_url,
-            already,
-            already + remaining,
-            since,
-            opts.progress,
-            console,
-        )
-        interrupted = _join_workers(helpers, interrupted) or interrupted
-    except KeyboardInterrupt:
-        interrupted = True
-        _join_workers(helpers, True)
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
-    # Re-sync once more: catches a trial interrupted mid-run (optuna marks it failed).
-    report = ingest_study(store, study, storage_url)
+    with storage_errors(storage_url):
+        study = open_study(space, opts, storage_url, store)
+        lock = StudyLock(storage_url, study.study_name)
+        target = join_study(study, space, opts, lock)
+        ingest_study(store, study, storage_url)
+        before = tally(study)
+        interrupted = False
+        helpers: list[Any] = []
+        with _sigterm_as_ctrl_c():
+            try:
+                if opts.workers > 1 and (before.open_designs or before.queued_seeds):
+                    helpers = _start_workers(space, opts, storage_url)
+                    share_cpu_threads(device, opts.workers)
+                interrupted = _work(
+                    study, space, opts, device, lock, store, storage_url, opts.progress, console
+                )
+                interrupted = _join_workers(helpers, interrupted) or interrupted
+            except KeyboardInterrupt:
+                interrupted = True
+                _join_workers(helpers, True)
+        # Re-sync once more: catches a trial interrupted mid-run (optuna marks it failed).
+        report = ingest_study(store, study, storage_url)
+        after = tally(study)
     return StudyOutcome(
         study_name=study.study_name,
         storage_url=storage_url,
         store_path=opts.store,
-        ran=finished_count(study) - already,
+        target=target,
+        designs=after.designs,
+        ran=after.trials - before.trials,
         counts=report.statuses,
+        interrupted=interrupted,
+    )
+
+
+def run_worker(space: Space, opts: StudyOptions, console: Any = None) -> StudyOutcome:
+    """Join (or create) the study of ``space`` in ``opts.storage`` and train its trials until the
+    study has reached its target; writes only to the optuna storage, never to a DuckDB store."""
+    from workbench.store.ingest import trial_status
+    from workbench.workers import StudyLock, storage_errors, tally
+
+    if not opts.storage:
+        raise WorkbenchError("workbench worker needs --storage: the optuna storage the study's workers share")
+    if opts.workers != 1:
+        raise WorkbenchError(
+            "workbench worker is one process: start one per GPU (or use workbench run --workers)"
+        )
+    device = resolve_device(opts.device)
+    _check_options(space, opts)
+    _quiet_optuna()
+    with storage_errors(opts.storage):
+        study = open_study(space, opts, opts.storage, None)
+        lock = StudyLock(opts.storage, study.study_name)
+        target = join_study(study, space, opts, lock)
+        before = tally(study)
+        with _sigterm_as_ctrl_c():
+            try:
+                interrupted = _work(
+                    study, space, opts, device, lock, None, opts.storage, opts.progress, console
+                )
+            except KeyboardInterrupt:
+                interrupted = True
+        after = tally(study)
+        trials = study.get_trials(deepcopy=False)
+    return StudyOutcome(
+        study_name=study.study_name,
+        storage_url=opts.storage,
+        store_path=None,
+        target=target,
+        designs=after.designs,
+        ran=after.trials - before.trials,
+        counts=dict(Counter(trial_status(t) for t in trials if t.state.name != "WAITING")),
         interrupted=interrupted,
     )
 
@@ -287,27 +359,42 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+class _Skipped(Exception):
+    """optuna handed out a first run when no design was open: it is recorded, not trained."""
+
+
 def _work(
     study: optuna.Study,
     space: Space,
     opts: StudyOptions,
     device: torch.device,
-    store: Store,
+    lock: StudyLock,
+    store: Store | None,
     storage_url: str,
-    already: int,
-    target: int,
-    since: datetime.datetime,
     show_progress: bool,
     console: Any = None,
     main: bool = True,
 ) -> bool:
-    """One worker: train trials back to back until the target; True if interrupted."""
+    """One worker: claim and train trials until the study's target is reached; True if interrupted.
 
+    Each turn holds the study's lock while it reaps dead trials, checks that a design is open or
+    a seed queued, and lets optuna create (or pop) a trial, which the objective claims before it
+    lets go. With nothing to claim it waits while trials it can watch are still running (one may
+    die and be queued again): those on this host, or any with an RDB heartbeat.
+    """
+    import optuna
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    from workbench import workers
     from workbench.progress import StudyProgress
     from workbench.store.ingest import ingest_trial
     from workbench.trial import TrialRunner
 
-    progress = StudyProgress(total=target, done=already, enabled=show_progress, console=console)
+    heartbeat = opts.heartbeat or workers.Heartbeat()
+    start = workers.tally(study)
+    progress = StudyProgress(
+        total=(start.target or 0) * space.repeats, done=start.trials, enabled=show_progress, console=console
+    )
     runner = TrialRunner(
         space=space,
         device=device,
@@ -318,54 +405,65 @@ def _work(
         on_data=progress.message,
         reuse_duplicates=not opts.retrain_duplicates,
         on_warning=progress.warn if main else None,
+        early_stop=opts.early_stop,
     )
 
     uid = study.user_attrs.get(record.STUDY_UID)
 
+    ran: list[int] = []  # the trial of this turn (optuna's id)
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...] | float:
+        ran[:] = [trial._trial_id]
+        try:
+            if not workers.claim(study, trial, lock):
+                trial.set_user_attr(record.STATUS, "skipped")
+                trial.set_user_attr(
+                    record.ERROR,
+                    f"not trained: the study had reached its target of {workers.tally(study).target} designs "
+                    "when this queued design came up",
+                )
+                raise _Skipped
+            return runner(trial)
+        except KeyboardInterrupt:
+            workers.requeue_interrupted(study, trial)
+            raise
+
     def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-        ingest_trial(store, study.study_name, frozen, study_uid=uid, storage_url=storage_url)
-        progress.trial_finished(frozen)
+        if store is not None:
+            ingest_trial(store, study.study_name, frozen, study_uid=uid, storage_url=storage_url)
+        if frozen.user_attrs.get(record.STATUS) != "skipped":
+            progress.trial_finished(frozen)
 
-    def optimize(n_trials: int, timeout: float | None = None) -> None:
-        study.optimize(
-            runner,
-            n_trials=n_trials,
-            timeout=timeout,
-            catch=(Exception,),
-            callbacks=[after_trial],
-            gc_after_trial=True,
-        )
-
+    watch_all = is_heartbeat_enabled(study._storage)
     with progress:
         try:
             deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
-            if opts.workers == 1 and target > already:
-                optimize(target - already, opts.timeout)
-            # Workers claim one trial at a time; and a design whose seeds are still queued (its
-            # first run was the last of the target) is finished, so every design has all its seeds.
-            while (deadline is None or time.monotonic() < deadline) and (
-                (opts.workers > 1 and claimed_count(study, since) < target) or queued_repeats(study)
-            ):
-                optimize(1)
+            while deadline is None or time.monotonic() < deadline:
+                with lock:
+                    workers.reap(study, heartbeat.max_retry)
+                    now = workers.tally(study)
+                    if now.open_designs or now.queued_seeds:
+                        try:
+                            study.optimize(
+                                objective,
+                                n_trials=1,
+                                catch=(Exception,),
+                                callbacks=[after_trial],
+                                gc_after_trial=True,
+                            )
+                        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                            # optuna could not record the result: was the trial taken for dead?
+                            if not (ran and workers.taken_for_dead(study, ran[0])):
+                                raise
+                        continue
+                if not (now.running_here or (watch_all and now.running)):
+                    break
+                time.sleep(workers.WAIT_S)
+            with lock:
+                workers.skip_leftovers(study)
         except KeyboardInterrupt:
             return True
     return False
-
-
-def queued_repeats(study: optuna.Study) -> int:
-    """Enqueued runs of a design's other seeds that no worker has started yet."""
-    import optuna
-
-    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    return sum(1 for t in waiting if t.user_attrs.get(record.REPLICATE))
-
-
-def claimed_count(study: optuna.Study, since: datetime.datetime) -> int:
-    """Finished trials plus those running that started at or after ``since`` (this run's workers)."""
-    import optuna
-
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    return finished_count(study) + sum(1 for t in running if t.datetime_start and t.datetime_start >= since)
 
 
 def gpu_assignment(n_workers: int, visible: str | None, n_devices: int) -> list[str | None]:
@@ -389,9 +487,7 @@ def share_cpu_threads(device: torch.device, workers: int) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
-def _start_workers(
-    space: Space, opts: StudyOptions, storage_url: str, target: int, since: datetime.datetime
-) -> list[Any]:
+def _start_workers(space: Space, opts: StudyOptions, storage_url: str) -> list[Any]:
     """Start workers 1..N-1 as spawned processes (this process is worker 0)."""
     import multiprocessing
 
@@ -413,7 +509,7 @@ def _start_workers(
             worker_opts = replace(opts, progress=False)
             proc = context.Process(
                 target=_worker_main,
-                args=(space.to_json(), worker_opts, storage_url, index, target, since),
+                args=(space.to_json(), worker_opts, storage_url),
                 name=f"workbench-worker-{index}",
             )
             proc.start()
@@ -437,31 +533,28 @@ def _join_workers(helpers: Sequence[Any], stop: bool) -> bool:
     return any(proc.exitcode == 130 for proc in helpers)
 
 
-def _worker_main(
-    space_json: dict[str, Any],
-    opts: StudyOptions,
-    storage_url: str,
-    index: int,
-    target: int,
-    since: datetime.datetime,
-) -> None:
-    """Entry point of worker ``index`` >= 1: the same study, its own sampler seed and device."""
+def _worker_main(space_json: dict[str, Any], opts: StudyOptions, storage_url: str) -> None:
+    """Entry point of workers 1..N-1: the same study and target, its own sampler session and device."""
     import sys
 
     from workbench.store import Store
+    from workbench.workers import StudyLock, storage_errors
 
     _quiet_optuna()
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     space = Space.from_json(space_json)
-    store = Store.open(opts.store)
-    # Its own sampler seed, so random and startup samples differ from the other workers'.
-    study = open_study(space, replace(opts, seed=opts.seed + index), storage_url, store)
-    device = resolve_device(opts.device)
-    share_cpu_threads(device, opts.workers)
     try:
-        interrupted = _work(
-            study, space, opts, device, store, storage_url, 0, target, since, False, main=False
-        )
+        store = Store.open(opts.store)
+        with storage_errors(storage_url):
+            study = open_study(space, opts, storage_url, store)
+            lock = StudyLock(storage_url, study.study_name)
+            join_study(study, space, opts, lock)
+            device = resolve_device(opts.device)
+            share_cpu_threads(device, opts.workers)
+            interrupted = _work(study, space, opts, device, lock, store, storage_url, False, main=False)
     except KeyboardInterrupt:
         interrupted = True
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(130 if interrupted else 0)

@@ -6,6 +6,7 @@ Everything a trial learns goes into its optuna user attributes (the ``wb.*`` con
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import itertools
@@ -20,6 +21,7 @@ import torch
 
 from workbench import record
 from workbench.config import DataConfig, TrialConfig
+from workbench.early_stop import EarlyStop
 from workbench.errors import WorkbenchError
 from workbench.model import GPT, model_cost
 from workbench.provenance import provenance
@@ -63,6 +65,7 @@ class TrialRunner:
     on_data: Callable[[str], None] | None = None
     reuse_duplicates: bool = True
     on_warning: Callable[[str], None] | None = None
+    early_stop: EarlyStop | None = None
     _data: dict[DataConfig, TokenData] = field(default_factory=dict)
     _eval: dict[tuple[DataConfig, int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = field(
         default_factory=dict
@@ -177,6 +180,8 @@ class TrialRunner:
         trial.set_user_attr(record.METRICS, analytic.to_dict())
         if not sample.feasible:
             raise Infeasible(sample.infeasible_reason)
+        if self.early_stop is not None:
+            self.early_stop.check_design(trial, design)
         twin = self.finished_twin(trial, design, cfg.train.seed) if self.reuse_duplicates else None
         if twin is not None:
             reused = record.TrialMetrics.from_dict(twin.user_attrs[record.METRICS])
@@ -201,11 +206,20 @@ class TrialRunner:
                 self.on_trial_start(trial.number, describe(cfg))
         if replicate == 0:
             # The design's other seeds are queued (optuna runs queued trials before it samples
-            # new ones), so any free worker takes them, with the values this run fitted.
+            # new ones), so any free worker takes them, with the values this run fitted. A retry
+            # of a first run whose worker died queues only those its series has not queued yet.
+            first = int(trial.user_attrs.get(record.RETRY_OF, trial.number))
+            queued = {
+                t.user_attrs.get(record.REPLICATE)
+                for t in trial.study.get_trials(deepcopy=False)
+                if t.user_attrs.get(record.FIRST_RUN) == first
+            }
             for other in range(1, len(seeds)):
-                trial.study.enqueue_trial(
-                    dict(trial.params), user_attrs={record.REPLICATE: other, record.TUNED: tuned}
-                )
+                if other not in queued:
+                    trial.study.enqueue_trial(
+                        dict(trial.params),
+                        user_attrs={record.REPLICATE: other, record.TUNED: tuned, record.FIRST_RUN: first},
+                    )
         if twin is None:
             metrics = self.train_and_measure(cfg, trial)
         trial.set_user_attr(record.METRICS, metrics.to_dict())
@@ -294,18 +308,36 @@ class TrialRunner:
 
         data = self.data(cfg.data)
         torch.manual_seed(cfg.train.seed)
-        model = GPT(cfg.model, data.vocab_size, token_counts=data.token_frequencies()).to(self.device)
+        model = GPT(cfg.model, data.vocab_size, token_counts=data.token_frequencies())
+        judge = None
+        if trial is not None and self.early_stop is not None:
+            judge = self.early_stop.judge(trial, self.space.objectives, cfg)
+        # With early stopping, fvcore's CPU trace (tens of seconds for a bank of many small
+        # experts) waits until the run has passed its rungs: it counts a copy of the model as built.
+        built = copy.deepcopy(model) if judge is not None else None
+        model = model.to(self.device)
         cost = model_cost(cfg.model, data.vocab_size)
         n_params = sum(p.numel() for p in model.parameters())
         if n_params != cost.params_total:
             raise AssertionError(f"analytic parameter count {cost.params_total} != built model's {n_params}")
-        fvcore_flops = self.fvcore_flops(cfg, model, data.vocab_size)
+        fvcore_flops = self.fvcore_flops(cfg, model, data.vocab_size) if built is None else 0
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            curve_so_far.append((step, "train_loss", loss))
+            if self.on_step:
+                self.on_step(step, total, loss)
 
         def on_eval(step: int, val_loss: float) -> None:
             curve_so_far.append((step, "val_loss", val_loss))
             if trial is None:
                 return
-            if self.single_objective:
+            stop = judge.at_eval(step, val_loss) if judge is not None else None
+            if stop is not None:
+                import optuna
+
+                trial.set_user_attr(record.CURVE, [list(c) for c in curve_so_far])
+                raise optuna.TrialPruned(stop)
+            if self.single_objective and judge is None:
                 trial.report(val_loss, step)
                 if trial.should_prune():
                     import optuna
@@ -321,10 +353,14 @@ class TrialRunner:
             self.train_tokens(cfg.data),
             self.eval_batches(cfg),
             self.device,
-            self.on_step,
+            on_step,
             on_eval,
+            eval_at=judge.steps if judge is not None else (),
         )
         wall = time.perf_counter() - started
+        if built is not None:
+            fvcore_flops = self.fvcore_flops(cfg, built, data.vocab_size)
+            del built
         if trial is not None:
             trial.set_user_attr(record.CURVE, [list(c) for c in result.curve])
             trial.set_user_attr(record.ROUTING, result.routing)

@@ -34,6 +34,45 @@ DEFAULT_STORE = "store/workbench.duckdb"
 SQL_MAX_ROWS = 1_000_000
 SQL_TIMEOUT_S = 600.0
 
+# Dead workers: the same three flags on every command that opens a study's optuna storage.
+HeartbeatInterval = Annotated[
+    int,
+    typer.Option(
+        help="Seconds between a running trial's heartbeats in an RDB storage (PostgreSQL, SQLite); "
+        "give every process of a study the same value."
+    ),
+]
+GracePeriod = Annotated[
+    int,
+    typer.Option(
+        help="Seconds without a heartbeat (RDB storages) after which a trial's worker is taken for dead: "
+        "the trial is failed ('worker died') and its run queued again. On a journal, a trial's worker "
+        "is dead when its process on this host is gone."
+    ),
+]
+MaxRetry = Annotated[int, typer.Option(help="Times the run of a dead worker's trial is queued again.")]
+# Early stopping (workbench/early_stop.py): the same four flags on `run` and `worker`.
+EarlyStopMethod = Annotated[
+    str | None,
+    typer.Option(
+        help="asha: stop designs at rungs of the token budget (successive halving over Pareto fronts "
+        "of the rung loss and the other objectives; stopped runs are stored as pruned). Default: off."
+    ),
+]
+EarlyStopEta = Annotated[
+    int, typer.Option(help="Early stopping keeps the best 1/eta at each rung; rungs are eta times apart.")
+]
+EarlyStopMinFraction = Annotated[
+    float, typer.Option(help="Early stopping's first rung, a fraction of the token budget.")
+]
+EarlyStopNoiseSd = Annotated[
+    float,
+    typer.Option(
+        help="Seed sd of a rung's validation loss until designs with several seeds measure it; "
+        "a design within 1.96 sd of the cut is not stopped."
+    ),
+]
+
 
 def _parse_override(text: str) -> tuple[str, Any]:
     """``NAME=VALUE`` with VALUE read as JSON (``50000``, ``true``, ``"x"``) or else as text; the
@@ -70,9 +109,11 @@ def _warnings_as_lines() -> Iterator[None]:
         typer.echo(f"warning: {message}", err=True)
 
     from workbench.store.ingest import JournalRepaired
+    from workbench.workers import WorkerDied
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", JournalRepaired)
+        warnings.simplefilter("always", WorkerDied)
         warnings.showwarning = show
         yield
 
@@ -139,12 +180,21 @@ def run(
             "(default: reuse that trial's results and record duplicate_of in its metrics)."
         ),
     ] = False,
+    early_stop: EarlyStopMethod = None,
+    early_stop_eta: EarlyStopEta = 3,
+    early_stop_min_fraction: EarlyStopMinFraction = 1 / 9,
+    early_stop_noise_sd: EarlyStopNoiseSd = 0.02,
+    heartbeat_interval: HeartbeatInterval = 10,
+    grace_period: GracePeriod = 30,
+    max_retry: MaxRetry = 2,
 ) -> None:
     """Run (or resume) the study of a search space and store every trial in DuckDB.
 
-    Re-running the same command resumes the study until it has --trials finished trials.
-    A trial that crashes is recorded as failed with its reason; Ctrl-C stops cleanly.
-    At the end the Pareto front (perplexity against active FLOPs per token) is printed.
+    Re-running the same command resumes the study until it has reached its target of designs:
+    the first process on a study sets it (--trials, or the space's `trials`), a later --trials only
+    raises it, and every run or worker on the study shares it. A trial that crashes is recorded as
+    failed with its reason; a trial whose worker died is failed and queued again; Ctrl-C stops
+    cleanly. At the end the Pareto front (perplexity against active FLOPs per token) is printed.
     """
     from workbench.space import load_space
     from workbench.store.ingest import open_optuna_storage
@@ -156,6 +206,7 @@ def run(
         resolve_device,
         run_study,
     )
+    from workbench.workers import Heartbeat
 
     if sampler not in SAMPLERS:
         raise WorkbenchError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
@@ -178,9 +229,12 @@ def run(
         progress=progress,
         workers=workers,
         retrain_duplicates=retrain_duplicates,
+        early_stop=_early_stop(early_stop, early_stop_eta, early_stop_min_fraction, early_stop_noise_sd),
+        heartbeat=Heartbeat(interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry),
     )
     with _warnings_as_lines():
         outcome = run_study(space, opts)
+    typer.echo(_outcome_line(outcome), err=True)
     _print_front(store, outcome.study_name)
     if outcome.interrupted:
         typer.echo("interrupted: every finished trial is stored; re-run the same command to resume", err=True)
@@ -188,29 +242,167 @@ def run(
 
 
 @app.command()
+def worker(
+    space_file: Annotated[
+        str, typer.Argument(help="Python file defining `space = Space(...)`: the study's space.")
+    ],
+    storage: Annotated[
+        str,
+        typer.Option(
+            help="The optuna storage the study's workers share, e.g. postgresql://user:pw@host:5432/db "
+            "(or a .journal path on one machine)."
+        ),
+    ],
+    study_name: Annotated[
+        str | None, typer.Option(help="Optuna study name (default: the space's name).")
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Raise the study's target of designs to this (default: join the study's target; "
+            "a new study gets the space's `trials`)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting new trials after this many seconds.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: Annotated[
+        int, typer.Option(help="As for `workbench run`: give every process of a study the same seed.")
+    ] = 0,
+    repeats: Annotated[
+        int | None, typer.Option(help="As for `workbench run`: seeds per design (default: the space's).")
+    ] = None,
+    sampler: Annotated[str, typer.Option(help="tpe, nsga2, random, qmc, or grid.")] = "tpe",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Fix a parameter, e.g. --set train.tokens=50000 (repeatable)."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    retrain_duplicates: Annotated[
+        bool, typer.Option(help="Train a design again when the study already finished its config and seed.")
+    ] = False,
+    heartbeat_interval: HeartbeatInterval = 10,
+    grace_period: GracePeriod = 30,
+    max_retry: MaxRetry = 2,
+    early_stop: EarlyStopMethod = None,
+    early_stop_eta: EarlyStopEta = 3,
+    early_stop_min_fraction: EarlyStopMinFraction = 1 / 9,
+    early_stop_noise_sd: EarlyStopNoiseSd = 0.02,
+) -> None:
+    """Join (or create) a study in a shared optuna storage and train its trials: one worker per GPU,
+    on any number of hosts.
+
+    Writes only to the optuna storage (never to a DuckDB store): on one host, `workbench ingest
+    --storage URL --follow` keeps the store in step. Every worker and run on the study shares its
+    target of designs and stops when it is reached; a worker whose trial dies (killed, preempted,
+    a lost node) has it failed ('worker died') and queued again by the others.
+    """
+    from workbench.space import load_space
+    from workbench.store.ingest import open_optuna_storage
+    from workbench.study import SAMPLERS, StudyOptions, apply_overrides, resolve_device, run_worker
+    from workbench.workers import Heartbeat
+
+    if sampler not in SAMPLERS:
+        raise WorkbenchError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
+    resolve_device(device)
+    space = load_space(space_file)
+    space = apply_overrides(space, dict(_parse_override(s) for s in set_ or []), repeats)
+    with _warnings_as_lines():
+        open_optuna_storage(storage)  # a bad --storage fails before anything else
+    opts = StudyOptions(
+        trials=trials,
+        timeout=timeout,
+        study_name=study_name,
+        storage=storage,
+        device=device,
+        seed=seed,
+        sampler=sampler,
+        progress=progress,
+        retrain_duplicates=retrain_duplicates,
+        heartbeat=Heartbeat(interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry),
+        early_stop=_early_stop(early_stop, early_stop_eta, early_stop_min_fraction, early_stop_noise_sd),
+    )
+    with _warnings_as_lines():
+        outcome = run_worker(space, opts)
+    typer.echo(_outcome_line(outcome))
+    if outcome.interrupted:
+        typer.echo(
+            "interrupted: the trial this worker ran is queued again; start the worker again to go on",
+            err=True,
+        )
+        raise typer.Exit(130)
+
+
+def _early_stop(method: str | None, eta: int, min_fraction: float, noise_sd: float) -> Any:
+    """The :class:`~workbench.early_stop.EarlyStop` of the --early-stop flags; None when off."""
+    from workbench.early_stop import EarlyStop
+
+    return EarlyStop(method=method, eta=eta, min_fraction=min_fraction, noise_sd=noise_sd) if method else None
+
+
+def _outcome_line(outcome: Any) -> str:
+    """``study 'x': 6 of 6 designs done (this process finished 3 trials)``."""
+    return (
+        f"study {outcome.study_name!r}: {outcome.designs} of {outcome.target} designs done "
+        f"(this process finished {outcome.ran} trials)"
+    )
+
+
+@app.command()
 def ingest(
     store: Annotated[str, typer.Option(help=STORE_HELP)] = DEFAULT_STORE,
     storage: Annotated[
-        str | None, typer.Option(help="Optuna storage (default: the journal next to the store).")
+        str | None,
+        typer.Option(
+            help="Optuna storage: a .journal path or an RDB URL (default: the journal next to the store)."
+        ),
     ] = None,
     study_name: Annotated[list[str] | None, typer.Option(help="Only these studies (repeatable).")] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            help="Keep ingesting while the studies run (a pass every --interval seconds, one line per study); "
+            "stops when each has reached its target with nothing running or queued, or on Ctrl-C."
+        ),
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between --follow passes.")] = 5.0,
+    grace_period: GracePeriod = 30,
+    max_retry: MaxRetry = 2,
 ) -> None:
-    """Re-sync the DuckDB store from the optuna storage (idempotent).
+    """Re-sync the DuckDB store from the optuna storage (idempotent; a killed ingest loses nothing).
 
-    A study whose name the store already holds for a different optuna study (its journal was
+    Trials whose worker died are failed ('worker died') and queued again first, as `workbench run`
+    does. A study whose name the store already holds for a different optuna study (its journal was
     deleted, or another storage was named) is refused and nothing of it is written; see `workbench drop`.
     """
     from workbench.store import Store
-    from workbench.store.ingest import ingest_storage, open_optuna_storage
     from workbench.study import default_storage
+    from workbench.workers import Heartbeat, open_storage, reap_and_ingest
+    from workbench.workers import follow as follow_studies
 
     url = storage or default_storage(store)
+    if interval <= 0:
+        raise WorkbenchError(f"--interval must be > 0 seconds, got {interval}")
+    # Ingest trains nothing: only the grace period (and the retries) of its reaping matter.
+    heartbeat = Heartbeat(interval=max(1, grace_period // 2), grace_period=grace_period, max_retry=max_retry)
+    heartbeat.check()
     _check_store_folder(store)
     with _warnings_as_lines():
-        open_optuna_storage(url)  # a bad --storage fails (a torn journal is repaired) before the store opens
-        reports = ingest_storage(Store.open(store), url, study_name)
-    for r in reports:
-        typer.echo(f"{r.study_name}: {r.n_trials} trials")
+        open_storage(
+            url, heartbeat
+        )  # a bad --storage fails (a torn journal is repaired) before the store opens
+        target = Store.open(store)
+        if not follow:
+            for name, report, _ in reap_and_ingest(target, url, study_name, heartbeat):
+                typer.echo(f"{name}: {report.n_trials if report else 0} trials")
+            return
+        try:
+            for line in follow_studies(target, url, study_name, heartbeat, interval):
+                typer.echo(line)
+        except KeyboardInterrupt:
+            typer.echo("stopped following (Ctrl-C): the store holds every trial ingested so far", err=True)
+            raise typer.Exit(130) from None
 
 
 @app.command()

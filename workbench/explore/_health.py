@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 ENTROPY_COLLAPSE = 0.5
 UNUSED_COLLAPSE = 0.5
-NOT_COMPLETED = ("failed", "infeasible", "interrupted", "pruned")
+NOT_COMPLETED = ("failed", "died", "infeasible", "interrupted", "pruned", "skipped")
 EXAMPLES = 5  # trial numbers listed per reason
 NO_REASON = "no reason recorded"
 _NUMBER = re.compile(r"(?<![A-Za-z_])\d+(?:\.\d+)?")  # 2.00 GiB, 1234 MiB, step 17; not cuda0 or fp16

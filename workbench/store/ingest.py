@@ -88,21 +88,15 @@ def open_optuna_storage(url_or_path: str | os.PathLike[str] | BaseStorage) -> st
     ``journal:///abs/path`` (``journal://rel/path`` is relative) and any path ending in ``.journal`` give a
     ``JournalStorage(JournalFileBackend(path))``, after :func:`repair_journal` has moved a torn last
     line aside; RDB URLs (``sqlite:///``, ``postgresql://``) are checked (:func:`check_rdb_url`) and
-    returned as strings for optuna; a storage object is returned unchanged.
+    returned as strings for optuna (:func:`rdb_url`); a storage object is returned unchanged.
     """
     if isinstance(url_or_path, BaseStorage):
         return url_or_path
     text = os.fspath(url_or_path)
-    if text.startswith("journal://"):
-        path = text.removeprefix("journal://")
-    elif text.endswith(".journal"):
-        path = text
-    else:
+    path = journal_path(text)
+    if path is None:
         check_rdb_url(text)
-        return text
-    if not path:
-        raise StoreError(f"'{text}': a journal URL names a file, e.g. journal:///abs/path/study.journal")
-    path = os.path.expanduser(path)
+        return rdb_url(text)
     message = repair_journal(path)
     if message is not None:
         warnings.warn(message, JournalRepaired, stacklevel=2)
@@ -113,6 +107,27 @@ def open_optuna_storage(url_or_path: str | os.PathLike[str] | BaseStorage) -> st
             f"cannot create the optuna journal {path}: {exc.strerror or exc}; "
             "give a --storage in a folder you can write"
         ) from None
+
+
+def journal_path(text: str) -> str | None:
+    """The file of a journal storage (``journal://PATH`` or a path ending in ``.journal``), ``~``
+    expanded; None for anything else (an RDB URL)."""
+    if text.startswith("journal://"):
+        path = text.removeprefix("journal://")
+        if not path:
+            raise StoreError(f"'{text}': a journal URL names a file, e.g. journal:///abs/path/study.journal")
+    elif text.endswith(".journal"):
+        path = text
+    else:
+        return None
+    return os.path.expanduser(path)
+
+
+def rdb_url(url: str) -> str:
+    """``url`` as optuna's SQLAlchemy engine takes it: a bare ``postgresql://`` names the psycopg2
+    driver (the dependency this package installs; SQLAlchemy 2.1 would pick psycopg 3)."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql+psycopg2://{rest}" if sep and scheme == "postgresql" else url
 
 
 class JournalRepaired(UserWarning):
@@ -212,7 +227,7 @@ def check_rdb_url(url: str) -> None:
 
     shown = mask_url(url)
     try:
-        parsed = make_url(url)
+        parsed = make_url(rdb_url(url))
         dialect = parsed.get_dialect()
     except NoSuchModuleError:
         raise StoreError(
@@ -271,10 +286,13 @@ def ingest_storage(
     study_names: Sequence[str] | None = None,
     *,
     force: bool = False,
+    url: str | None = None,
 ) -> list[IngestReport]:
-    """Ingest the named studies (None: every study) of an optuna storage."""
+    """Ingest the named studies (None: every study) of an optuna storage. ``url`` names a storage
+    given as an object (for the studies table and messages; masked)."""
     storage = open_optuna_storage(storage_url)
-    url = None if isinstance(storage_url, BaseStorage) else os.fspath(storage_url)
+    if not isinstance(storage_url, BaseStorage):
+        url = os.fspath(storage_url)
     available = optuna.get_all_study_names(storage)
     names = list(available) if study_names is None else list(study_names)
     for name in names:
