@@ -227,21 +227,35 @@ def in_fresh_process(
     space: Space, designs: Sequence[dict[str, Any]], name: str, out: Path, options: dict[str, Any]
 ) -> dict[str, Any]:
     """:func:`run_study_of` in a new process (its workers spawned from it), so neither study
-    inherits the other's warm state: fvcore counts, kernels compiled, the device's start."""
-    import multiprocessing
+    inherits the other's warm state: fvcore counts, kernels compiled, the device's start.
+
+    A plain ``python -c`` child rather than a multiprocessing spawn: spawn re-imports the
+    parent's ``__main__``, which under pytest after the app's tests is a Streamlit page."""
+    import pickle
+    import subprocess
+    import sys
 
     result = out / f"{name}.result.json"
     result.unlink(missing_ok=True)
-    process = multiprocessing.get_context("spawn").Process(
-        target=_study_process, args=(space.to_json(), list(designs), name, str(out), options)
-    )
-    process.start()
-    process.join()
-    if process.exitcode != 0 or not result.exists():
-        raise SystemExit(f"study {name} failed (exit code {process.exitcode})")
+    arguments = out / f"{name}.args.pickle"
+    arguments.write_bytes(pickle.dumps((space.to_json(), list(designs), name, str(out), options)))
+    root = Path(__file__).resolve().parents[1]
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from bench.early_stop import _study_from_file; _study_from_file(sys.argv[2])"
+    exit_code = subprocess.run(
+        [sys.executable, "-c", code, str(root), str(arguments)], check=False
+    ).returncode
+    arguments.unlink(missing_ok=True)
+    if exit_code != 0 or not result.exists():
+        raise SystemExit(f"study {name} failed (exit code {exit_code})")
     run: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
     result.unlink()
     return run
+
+
+def _study_from_file(path: str) -> None:
+    import pickle
+
+    _study_process(*pickle.loads(Path(path).read_bytes()))
 
 
 def _study_process(
