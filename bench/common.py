@@ -13,11 +13,14 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from workbench.train.syncs import count_host_syncs
+
+if TYPE_CHECKING:
+    from workbench.store import Store
 
 # Dense bf16 tensor-core peak of the H100 SXM (datasheet, without sparsity), the denominator of
 # MFU as nanoGPT and PaLM define it; other devices fall back to a measured matmul rate.
@@ -113,6 +116,21 @@ def write_section(doc: Path, body: str, begin: str = BEGIN, end: str = END) -> N
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text, encoding="utf-8")
+
+
+def store_from_journals(folder: Path, into: Path, prefix: str) -> Store:
+    """A store holding every ``<prefix>*.journal`` study of ``folder`` (the optuna journals the GPU
+    runs wrote, kept in the repository), ingested into ``into`` and opened read-only."""
+    from workbench.store import Store
+    from workbench.store.ingest import ingest_storage
+
+    journals = sorted(folder.glob(f"{prefix}*.journal"))
+    if not journals:
+        raise SystemExit(f"no {prefix}*.journal in {folder}: run bench/trust_gpu.sh on a GPU first")
+    store = Store.open(into)
+    for journal in journals:
+        ingest_storage(store, journal)
+    return Store.open(into, read_only=True)
 
 
 def out_dir() -> Path:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import common
 from bench.common import md_table, write_section
 from workbench.store import Store
 
@@ -149,15 +150,7 @@ def provenance_line(store: Store) -> str:
 
 def store_from_journals(folder: Path, into: Path) -> Store:
     """A store holding every ``methodology*.journal`` study of ``folder`` (ingested into ``into``)."""
-    from workbench.store.ingest import ingest_storage
-
-    journals = sorted(folder.glob(f"{STUDY}*.journal"))
-    if not journals:
-        raise SystemExit(f"no {STUDY}*.journal in {folder}: run bench/trust_gpu.sh on a GPU first")
-    store = Store.open(into)
-    for journal in journals:
-        ingest_storage(store, journal)
-    return Store.open(into, read_only=True)
+    return common.store_from_journals(folder, into, STUDY)
 
 
 def main(argv: list[str] | None = None) -> int:

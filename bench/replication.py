@@ -21,25 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import md_table, write_section
+from bench.common import md_table, store_from_journals, write_section
 from workbench.explore import CLAIMS, claims_frame, evaluate_all
 from workbench.store import Store
 
 BEGIN = "<!-- bench/replication.py: begin (generated; edit bench/ or workbench/explore/_claims.py, not this block) -->"
 END = "<!-- bench/replication.py: end -->"
 PREFIX = "replicate-"
-
-
-def store_from_journals(folder: Path, into: Path) -> Store:
-    from workbench.store.ingest import ingest_storage
-
-    journals = sorted(folder.glob(f"{PREFIX}*.journal"))
-    if not journals:
-        raise SystemExit(f"no {PREFIX}*.journal in {folder}: run bench/trust_gpu.sh on a GPU first")
-    store = Store.open(into)
-    for journal in journals:
-        ingest_storage(store, journal)
-    return Store.open(into, read_only=True)
 
 
 def design_label(row: pd.Series) -> str:
@@ -199,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.store:
             store = Store.open(args.store, read_only=True)
         else:
-            store = store_from_journals(Path(args.journals), Path(tmp) / "replication.duckdb")
+            store = store_from_journals(Path(args.journals), Path(tmp) / "replication.duckdb", PREFIX)
         body = report(store, None if args.no_plots else Path(args.plots), doc)
     write_section(doc, body, BEGIN, END)
     print(body)
