@@ -55,6 +55,9 @@ run replicate-24M spaces/replicate/switch_gate.py 150 --repeats 3 --set train.to
   --set memory.gate=prob --set memory.aux_loss_coef=0.01
 # Why the probes chose 1e-3: the warm-up compressed with the schedule against the full run's.
 run replicate-probe-warmup spaces/replicate/probe_warmup.py 120 --workers "${WORKERS:-3}"
+# Ablations of docs/REPLICATION.md: the FFN slot's initial scale, and Avg-K's routing collapse.
+run replicate-init spaces/replicate/init_scale.py "${INIT_TIMEOUT:-300}" --workers "${WORKERS:-3}"
+run replicate-avgk-collapse spaces/replicate/avgk_collapse.py "${COLLAPSE_TIMEOUT:-240}" --workers "${WORKERS:-3}"
 # The replication suite (docs/REPLICATION.md): four studies, three seeds and a fitted lr each.
 for paper in sffn hash altup external; do
   run "replicate-$paper" "spaces/replicate/$paper.py" "${REPLICATE_TIMEOUT:-420}" --workers "${WORKERS:-3}"

@@ -42,6 +42,13 @@ class ModelConfig:
     ``altup_k`` > 1 wraps the blocks in AltUp (workbench/model/altup.py): a K-times wider residual
     stream (``altup_variant`` ``altup`` or ``recycled``) or a stride-K sequence
     (``sequence``); 1 is the plain model.
+
+    ``ffn_init`` sets the initial scale of the FFN slot's matrices (the dense FFN's two and every
+    expert bank's, the blocks of switch, gshard, base, hash, avgk and lsh's experts):
+    ``layer`` keeps each layer's own (nn.Linear's N(0, 0.02) for the dense FFN, N(0, 1/fan_in)
+    for expert banks, as each was first written); ``gpt2`` is N(0, 0.02) for
+    all of them, as the rest of the model; ``fan_in`` is N(0, 1/fan_in) for all of them
+    (docs/REPLICATION.md, "Initial scale", measures the three).
     """
 
     seq_len: int = 128
@@ -52,6 +59,7 @@ class ModelConfig:
     placement: str = "all"
     altup_k: int = 1
     altup_variant: str = "altup"
+    ffn_init: str = "layer"
     memory: MemoryConfig = field(default_factory=DenseConfig)
 
 

@@ -12,7 +12,11 @@ Choices where the paper leaves room:
 * the block keys are recomputed from W1 at every forward (no extra parameters, as in the
   paper); their gradient flows into W1 only through the selected cells, the top-k itself is
   not differentiable, so the mean keys get no gradient of their own;
-* no load-balancing loss (the paper's Avg-K has none); routing counters record the load;
+* no load-balancing loss by default (the paper's Avg-K has none); routing counters record the
+  load. Two knobs for the collapse ablation of docs/REPLICATION.md: ``aux_loss_coef`` > 0 adds
+  Switch's balancing loss with P_e the mean softmax of the block scores (so the mean keys, and
+  through them W1, learn from it), and ``block_key = "unit"`` scores with the block means
+  scaled to unit length (a block whose cells grew does not win on norm alone);
 * activation gelu, as the workbench's dense FFN, so k = B gives exactly the dense FFN;
 * the selected blocks are run through :class:`ExpertBank` (blocks are experts of width g,
   read with weight 1), so ``impl`` has the same meaning as for switch;
@@ -34,10 +38,13 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from workbench.memory.base import ForwardContext, LayerContext, LayerCost, MemoryConfig, MemoryLayer, require
 from workbench.memory.experts import IMPLS, ExpertBank
 from workbench.memory.registry import register
+
+BLOCK_KEYS = ("mean", "unit")
 
 
 @register
@@ -54,6 +61,8 @@ class AvgKConfig(MemoryConfig):
     k: int = 4
     impl: str = "auto"
     consume: str = "expert"
+    block_key: str = "mean"
+    aux_loss_coef: float = 0.0
 
     def width(self, ctx: LayerContext) -> int:
         return self.d_ff or 4 * ctx.d_model
@@ -79,6 +88,12 @@ class AvgKConfig(MemoryConfig):
             "k",
             f"must be in [1, n_blocks={n_blocks}] (d_ff / block_size), got {self.k}",
         )
+        require(
+            self.block_key in BLOCK_KEYS,
+            "block_key",
+            f"must be one of {'|'.join(BLOCK_KEYS)}, got {self.block_key!r}",
+        )
+        require(self.aux_loss_coef >= 0, "aux_loss_coef", f"must be >= 0, got {self.aux_loss_coef}")
         require(self.impl in IMPLS, "impl", f"must be one of {'|'.join(IMPLS)}, got {self.impl!r}")
         require(
             self.consume == "expert",
@@ -109,18 +124,31 @@ class AvgK(MemoryLayer):
         self.init_routing_counters(n_blocks)
 
     def block_keys(self) -> torch.Tensor:
-        """``[E, D]``: each block's mean cell key (the mean of its columns of W1)."""
-        return self.blocks.w1_EDG.mean(dim=2)
+        """``[E, D]``: each block's mean cell key (the mean of its columns of W1), of unit length
+        under ``block_key = "unit"``."""
+        keys_ED = self.blocks.w1_EDG.mean(dim=2)
+        return F.normalize(keys_ED, dim=1) if self.cfg.block_key == "unit" else keys_ED
+
+    def scores(self, x_ND: torch.Tensor) -> torch.Tensor:
+        """``[N, E]``: each token's score of each block."""
+        return x_ND @ self.block_keys().to(x_ND.dtype).t()
 
     def select(self, x_ND: torch.Tensor) -> torch.Tensor:
         """``[N, K]`` ids of the blocks whose mean key has the largest dot product with x."""
-        scores_NE = x_ND @ self.block_keys().to(x_ND.dtype).t()
-        return scores_NE.topk(self.cfg.k, dim=-1).indices
+        return self.scores(x_ND).topk(self.cfg.k, dim=-1).indices
 
     def forward(self, x_BTD: torch.Tensor, ctx: ForwardContext) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, D = x_BTD.shape
-        x_ND = x_BTD.reshape(B * T, D)
-        block_NK = self.select(x_ND)
-        self.count_routing(block_NK, B * T * self.cfg.k)
+        N, K = B * T, self.cfg.k
+        x_ND = x_BTD.reshape(N, D)
+        scores_NE = self.scores(x_ND)
+        block_NK = scores_NE.topk(K, dim=-1).indices
+        self.count_routing(block_NK, N * K)
         y_ND = self.blocks(x_ND, block_NK)
-        return y_ND.view(B, T, D), x_BTD.new_zeros((), dtype=torch.float32)
+        aux = x_BTD.new_zeros((), dtype=torch.float32)
+        if self.training and self.cfg.aux_loss_coef > 0:
+            E = scores_NE.shape[1]
+            f_E = torch.bincount(block_NK.reshape(-1), minlength=E).float() / (N * K)
+            probs_E = scores_NE.float().softmax(dim=-1).mean(0)
+            aux = self.cfg.aux_loss_coef * E * (f_E * probs_E).sum()
+        return y_ND.view(B, T, D), aux

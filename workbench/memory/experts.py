@@ -152,6 +152,9 @@ class ExpertBank(nn.Module):
         nn.init.normal_(self.w1_EDG, std=1.0 / math.sqrt(d_model))
         nn.init.normal_(self.w2_EGD, std=1.0 / math.sqrt(width))
         self.impl = impl
+        # Cells behind one read of weight 1 (model.ffn_init = "fan_in" scales w2 by it); a layer
+        # whose reads sum several blocks (MultiHash's slices) raises it.
+        self.value_fan_in = width
 
     def forward(
         self, x_ND: torch.Tensor, expert_NK: torch.Tensor, weight_NK: torch.Tensor | None = None

@@ -198,6 +198,7 @@ class HashLayer(MemoryLayer):
         if m > 1:
             # Scale the value init to the full expert width: m slices sum to one expert's output.
             nn.init.normal_(self.experts.w2_EGD, std=1.0 / math.sqrt(width))
+            self.experts.value_fan_in = width
         self.register_buffer("table", hash_table(cfg, ctx))
         self.init_routing_counters(cfg.n_experts)
 

@@ -20,7 +20,8 @@ from torch import nn
 from workbench.config import ModelConfig
 from workbench.errors import ConfigError
 from workbench.memory import ForwardContext, LayerContext, MemoryConfig, MemoryLayer
-from workbench.memory.dense import DenseConfig
+from workbench.memory.dense import DenseConfig, DenseFFN
+from workbench.memory.experts import ExpertBank
 from workbench.model import altup
 
 
@@ -95,6 +96,34 @@ def memory_layers(placement: str, n_layers: int) -> list[bool]:
     return [i in idx for i in range(n_layers)]
 
 
+FFN_INITS = ("layer", "gpt2", "fan_in")
+GPT2_STD = 0.02
+
+
+def init_ffn_slots(model: nn.Module, scheme: str) -> None:
+    """Re-draw the FFN slots' matrices under ``model.ffn_init`` (see :class:`ModelConfig`).
+
+    ``layer`` leaves them as built. A matrix of fan-in f gets N(0, 1/f) under ``fan_in``: for an
+    expert bank's second matrix that is the cells behind one read (its block width; a hash
+    expert's full width under MultiHash).
+    """
+    if scheme == "layer":
+        return
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, DenseFFN):
+                pairs = [
+                    (module.up.weight, module.up.in_features),
+                    (module.down.weight, module.down.in_features),
+                ]
+            elif isinstance(module, ExpertBank):
+                pairs = [(module.w1_EDG, module.d_model), (module.w2_EGD, module.value_fan_in)]
+            else:
+                continue
+            for weight, fan_in in pairs:
+                weight.normal_(0.0, GPT2_STD if scheme == "gpt2" else 1.0 / math.sqrt(fan_in))
+
+
 def layer_configs(
     cfg: ModelConfig, vocab_size: int, token_counts: Any = None
 ) -> list[tuple[MemoryConfig, LayerContext]]:
@@ -105,6 +134,8 @@ def layer_configs(
         if getattr(cfg, name) < 1:
             raise ConfigError(f"model.{name}: must be >= 1, got {getattr(cfg, name)}")
     altup.validate(cfg)
+    if cfg.ffn_init not in FFN_INITS:
+        raise ConfigError(f"model.ffn_init: must be one of {'|'.join(FFN_INITS)}, got {cfg.ffn_init!r}")
     dense = DenseConfig(d_ff=cfg.d_ff)
     out = []
     for i, is_memory in enumerate(memory_layers(cfg.placement, cfg.n_layers)):
@@ -184,6 +215,7 @@ class GPT(nn.Module):
         for block in self.blocks:
             assert isinstance(block, Block)
             nn.init.normal_(block.attn.proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        init_ffn_slots(self, cfg.ffn_init)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
