@@ -48,8 +48,6 @@ done
 run replicate-switch-gate spaces/replicate/switch_gate.py 120
 run replicate-switch-gate-24M spaces/replicate/switch_gate.py 60 --repeats 1 --set train.tokens=24000000 \
   --set memory.gate=prob --set memory.aux_loss_coef=0.01
-# Avg-K at the same scale (block sizes 256 and 64, three seeds each).
-run replicate-avgk-24M spaces/replicate/avgk.py 150
 # Dense, hash and switch (the paper's gate) at 24M tokens under three seeds each.
 run replicate-24M spaces/replicate/switch_gate.py 150 --repeats 3 --set train.tokens=24000000 \
   --set memory.gate=prob --set memory.aux_loss_coef=0.01

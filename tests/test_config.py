@@ -18,6 +18,7 @@ PINNED = TrialConfig(
         placement="all",
         altup_k=1,
         altup_variant="altup",
+        ffn_init="layer",
         memory=SwitchConfig(
             n_experts=4, expert_width=64, n_shared=0, aux_loss_coef=0.01, capacity_factor=0.0, impl="auto"
         ),
@@ -51,7 +52,19 @@ def test_config_hash_is_pinned() -> None:
     # literal only as a deliberate decision, and say so in the change.
     # switch gained `gate` (2026-12-02): c0e9a7ca0ba3bb27
     # train gained memory_value_lr_scale and sparse_values (2026-12-02)
+    # model gained ffn_init (2026-12-03); "layer", the init before it, stays out of the digest.
     assert PINNED.config_hash() == "c435a74bc57e552a"
+
+
+def test_a_new_default_init_hashes_apart_from_the_stored_runs() -> None:
+    # Runs stored before model.ffn_init existed trained under "layer"; the default is now "gpt2",
+    # a different model, so a resumed old study must not count its new runs as more seeds of the
+    # old designs.
+    from dataclasses import replace
+
+    assert ModelConfig().ffn_init == "gpt2"
+    gpt2 = replace(PINNED, model=replace(PINNED.model, ffn_init="gpt2"))
+    assert gpt2.config_hash() != PINNED.config_hash()
 
 
 def test_dotted_names_build_the_pinned_config() -> None:

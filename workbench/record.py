@@ -99,10 +99,11 @@ def objective_metrics() -> tuple[str, ...]:
     return tuple(name for name in stored_metrics() if name not in skip)
 
 
-# Knobs added after studies were stored, as (section, memory kind or None, name): default. While a
-# knob holds its default it is left out of the digest, so the runs stored before it existed keep
-# their config and design hashes (a resumed study's new seeds still join its old ones).
-QUIET_DEFAULTS: dict[tuple[str, str | None, str], Any] = {
+# Knobs added after studies were stored, as (section, memory kind or None, name): the value every
+# run stored before the knob existed trained with. A knob at that value is left out of the digest,
+# so those runs keep their config and design hashes (a resumed study's new seeds still join its
+# old ones), while a new default (model.ffn_init became gpt2) gets hashes of its own.
+LEGACY_KNOB_VALUES: dict[tuple[str, str | None, str], Any] = {
     ("model", None, "ffn_init"): "layer",
     ("memory", "avgk", "block_key"): "mean",
     ("memory", "avgk", "aux_loss_coef"): 0.0,
@@ -117,7 +118,7 @@ def _without_quiet_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
             fields = {
                 k: v
                 for k, v in fields.items()
-                if (section, kind, k) not in QUIET_DEFAULTS or QUIET_DEFAULTS[(section, kind, k)] != v
+                if (section, kind, k) not in LEGACY_KNOB_VALUES or LEGACY_KNOB_VALUES[(section, kind, k)] != v
             }
         out[section] = fields
     return out
@@ -125,7 +126,7 @@ def _without_quiet_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def config_digest(config: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of a nested config dict: stable across runs and machines.
-    Knobs of :data:`QUIET_DEFAULTS` at their default are left out."""
+    Knobs of :data:`LEGACY_KNOB_VALUES` at their legacy value are left out."""
     blob = json.dumps(_without_quiet_defaults(config), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -29,7 +29,7 @@ space = Space(
         "memory.n_experts": Derived("16", when={"memory.kind": "switch"}),
         "memory.expert_width": Derived("1024", when={"memory.kind": "switch"}),
         "train.batch_size": 64,
-        "train.lr": Tuned([1e-3, 2e-3]),  # fit to each design (docs/METHODOLOGY.md)
+        "train.lr": Tuned([1e-3, 2e-3, 4e-3]),  # fit to each design (docs/METHODOLOGY.md)
         "train.eval_tokens": 262_144,
     },
     objectives=[Objective("val_ppl", "minimize"), Objective("flops_per_token", "minimize")],

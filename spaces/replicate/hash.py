@@ -24,6 +24,8 @@ space = Space(
         "model.n_layers": 4,
         "model.d_model": 256,
         "model.n_heads": 4,
+        # As the study was first run and stored (before gpt2 became the default init).
+        "model.ffn_init": "layer",
         "memory.kind": Categorical(["hash", "switch"]),
         # One label per hash design: the variant at 16 experts, and balanced at 64.
         "aux.hash": Categorical(

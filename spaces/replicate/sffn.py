@@ -50,7 +50,7 @@ space = Space(
         "memory.n_keys": Categorical([128], when={"memory.kind": "pkm"}),
         "memory.n_heads": Categorical([4], when={"memory.kind": "pkm"}),
         "train.batch_size": 64,
-        "train.lr": Tuned([1e-3, 2e-3]),  # fit to each design (docs/METHODOLOGY.md)
+        "train.lr": Tuned([1e-3, 2e-3, 4e-3]),  # fit to each design (docs/METHODOLOGY.md)
         "train.eval_tokens": 262_144,
     },
     objectives=[Objective("val_ppl", "minimize"), Objective("flops_per_token", "minimize")],

@@ -26,6 +26,8 @@ space = Space(
         "model.n_layers": 4,
         "model.d_model": 256,
         "model.n_heads": 4,
+        # As the study was first run and stored (before gpt2 became the default init).
+        "model.ffn_init": "layer",
         "memory.kind": Categorical(["dense", "hash", "switch"]),
         "memory.d_ff": Derived("4 * model.d_model", when={"memory.kind": "dense"}),
         "memory.n_experts": Categorical([16], when={"memory.kind": ["hash", "switch"]}),

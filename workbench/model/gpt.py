@@ -112,6 +112,10 @@ def init_ffn_slots(model: nn.Module, scheme: str) -> None:
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, DenseFFN):
+                if scheme == "gpt2":
+                    # nn.Linear drew them so already; drawing again would only move the random
+                    # stream, and a dense model stays bit-identical to its runs stored under "layer".
+                    continue
                 pairs = [
                     (module.up.weight, module.up.in_features),
                     (module.down.weight, module.down.in_features),
