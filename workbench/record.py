@@ -124,6 +124,23 @@ def _without_quiet_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def without_legacy_constants(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A space's parameters (``Space.to_json()["params"]``) less the fixed ones that pin a knob of
+    :data:`LEGACY_KNOB_VALUES` to its legacy value: pinning it is how a space stored before the
+    knob existed keeps training what it trained, and is not a change of its search space."""
+    legacy = {(f"{section}.{name}", value) for (section, _kind, name), value in LEGACY_KNOB_VALUES.items()}
+    return {
+        name: spec
+        for name, spec in params.items()
+        if not (
+            isinstance(spec, Mapping)
+            and spec.get("type") == "fixed"
+            and spec.get("when") is None
+            and (name, spec.get("value")) in legacy
+        )
+    }
+
+
 def config_digest(config: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of a nested config dict: stable across runs and machines.
     Knobs of :data:`LEGACY_KNOB_VALUES` at their legacy value are left out."""

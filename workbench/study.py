@@ -163,7 +163,9 @@ def open_study(space: Space, opts: StudyOptions, storage_url: str, store: Store 
         )
     stored = study.user_attrs.get(record.STUDY_SPACE)
     current = space.to_json()
-    if stored is not None and stored.get("params") != current["params"]:
+    if stored is not None and record.without_legacy_constants(
+        stored.get("params") or {}
+    ) != record.without_legacy_constants(current["params"]):
         raise WorkbenchError(
             f"study {name!r} exists with a different search space; use --study-name NEW to start a new study "
             "(or restore the space file)"
