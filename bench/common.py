@@ -120,11 +120,21 @@ def write_section(doc: Path, body: str, begin: str = BEGIN, end: str = END) -> N
 
 def store_from_journals(folder: Path, into: Path, prefix: str) -> Store:
     """A store holding every ``<prefix>*.journal`` study of ``folder`` (the optuna journals the GPU
-    runs wrote, kept in the repository), ingested into ``into`` and opened read-only."""
+    runs wrote, kept in the repository), ingested into ``into`` and opened read-only. A journal
+    of more than a few MB is kept xz-compressed (``<prefix>*.journal.xz``) and read from a
+    decompressed copy next to ``into``."""
+    import lzma
+
     from workbench.store import Store
     from workbench.store.ingest import ingest_storage
 
     journals = sorted(folder.glob(f"{prefix}*.journal"))
+    for packed in sorted(folder.glob(f"{prefix}*.journal.xz")):
+        plain = into.parent / packed.name.removesuffix(".xz")
+        if packed.with_suffix("") in journals:
+            raise SystemExit(f"{packed} and its uncompressed copy are both in {folder}: keep one")
+        plain.write_bytes(lzma.decompress(packed.read_bytes()))
+        journals.append(plain)
     if not journals:
         raise SystemExit(f"no {prefix}*.journal in {folder}: run bench/trust_gpu.sh on a GPU first")
     store = Store.open(into)

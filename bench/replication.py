@@ -59,11 +59,14 @@ def design_label(row: pd.Series) -> str:
 
 
 # Training knobs a study may sweep as part of its designs (an ablation): named in the label.
-SWEPT = {"train.lr": "lr", "train.warmup_frac": "warm-up"}
+SWEPT = {"train.lr": "lr", "train.warmup_frac": "warm-up", "model.ffn_init": "init"}
 
 
 def swept_label(row: pd.Series, swept: Sequence[str]) -> str:
-    extra = " ".join(f"{SWEPT[name]} {row[name]:g}" for name in swept)
+    extra = " ".join(
+        f"{SWEPT[name]} {row[name]:g}" if isinstance(row[name], float) else f"{SWEPT[name]} {row[name]}"
+        for name in swept
+    )
     return f"{design_label(row)} {extra}".strip()
 
 

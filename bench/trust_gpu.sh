@@ -27,6 +27,8 @@ run() {  # run NAME SPACE TIMEOUT [ARGS...]: one study, its own journal and stor
   # A study whose journal is in store/runs resumes from it (a call cut off at its time limit).
   if [ -f "store/runs/$name.journal" ] && [ ! -f "$RUNS/$name.journal" ]; then
     cp "store/runs/$name.journal" "$RUNS/$name.journal"
+  elif [ -f "store/runs/$name.journal.xz" ] && [ ! -f "$RUNS/$name.journal" ]; then
+    xz -dc "store/runs/$name.journal.xz" > "$RUNS/$name.journal"  # large journals are kept packed
   fi
   wb run "$space" --device cuda --sampler grid --workers 2 --no-progress --timeout "$timeout" \
     --study-name "$name" --storage "$RUNS/$name.journal" --store "$RUNS/$name.duckdb" "$@" \

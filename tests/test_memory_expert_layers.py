@@ -434,3 +434,54 @@ def test_gshard_refuses_one_renormalised_gate() -> None:
     GShardConfig(n_experts=4, k=1, renormalize=False).validate(CTX)
     with pytest.raises(ConfigError, match="gate"):
         SwitchConfig(gate="half").validate(CTX)
+
+
+# --- avgk ---------------------------------------------------------------------------------
+
+
+def _avgk(**knobs: object):
+    from workbench.memory.avgk import AvgK, AvgKConfig
+
+    cfg = AvgKConfig(d_ff=64, block_size=16, k=1, **knobs)  # type: ignore[arg-type]
+    cfg.validate(CTX)
+    layer = cfg.build(CTX)
+    assert isinstance(layer, AvgK)
+    return layer
+
+
+def test_avgk_unit_block_keys_ignore_a_block_grown_large() -> None:
+    torch.manual_seed(0)
+    mean, unit = _avgk(), _avgk(block_key="unit")
+    unit.load_state_dict(mean.state_dict())
+    x = torch.randn(32, D)
+    with torch.no_grad():
+        for layer in (mean, unit):
+            layer.blocks.w1_EDG[2] *= 100.0  # block 2's cells grew, its direction did not change
+    # The mean key scores by norm as well as direction, so block 2 wins most tokens; unit keys
+    # score by direction only, so the choice is what it was before the block grew.
+    assert (mean.select(x) == 2).float().mean() > 0.4
+    fresh = _avgk(block_key="unit")
+    fresh.load_state_dict(unit.state_dict())
+    with torch.no_grad():
+        fresh.blocks.w1_EDG[2] /= 100.0
+    assert torch.equal(unit.select(x), fresh.select(x))
+
+
+def test_avgk_balancing_loss_trains_the_keys_and_only_when_asked() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, T, D)
+    _, aux_off = _avgk().train()(x, ForwardContext())
+    assert aux_off.item() == 0.0
+    layer = _avgk(aux_loss_coef=0.01).train()
+    _, aux = layer(x, ForwardContext())
+    # Switch's loss is coef * E * sum_e f_e P_e, at least coef when the load is balanced.
+    assert aux.item() >= 0.01 - 1e-6
+    aux.backward()
+    assert layer.blocks.w1_EDG.grad is not None and layer.blocks.w1_EDG.grad.abs().sum() > 0
+    _, aux_eval = layer.eval()(x, ForwardContext())
+    assert aux_eval.item() == 0.0
+
+
+def test_avgk_refuses_an_unknown_block_key() -> None:
+    with pytest.raises(ConfigError, match="block_key"):
+        _avgk(block_key="max")

@@ -110,3 +110,53 @@ def test_training_set_token_counts_reach_the_memory_layers() -> None:
     from workbench.model import layer_configs
 
     assert all(ctx.token_counts is counts for _, ctx in layer_configs(cfg, 100, counts))
+
+
+def _ffn_matrices(model: GPT) -> list[torch.Tensor]:
+    from workbench.memory.experts import ExpertBank
+
+    out: list[torch.Tensor] = []
+    for module in model.modules():
+        if isinstance(module, DenseFFN):
+            out += [module.up.weight, module.down.weight]
+        elif isinstance(module, ExpertBank):
+            out += [module.w1_EDG, module.w2_EGD]
+    return out
+
+
+@pytest.mark.parametrize(
+    "memory",
+    [
+        {"kind": "switch", "n_experts": 4, "expert_width": 256},
+        {"kind": "hash", "n_experts": 4, "expert_width": 256},
+        {"kind": "avgk", "d_ff": 1024, "block_size": 256, "k": 1},
+    ],
+)
+def test_every_ffn_matrix_starts_at_the_models_scale_by_default(memory: dict) -> None:
+    # The defect this pins: expert banks drew N(0, 1/fan_in), 3x the dense FFN's N(0, 0.02) at
+    # d = 256, and Avg-K then ended 43.7 ppl against 30.6 (docs/REPLICATION.md, "Initial scale").
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=256, n_layers=1, n_heads=4, seq_len=8, memory=config_from_dict(memory))
+    stds = [w.std().item() for w in _ffn_matrices(GPT(cfg, vocab_size=50))]
+    assert stds and all(abs(s - 0.02) < 0.002 for s in stds), stds
+    torch.manual_seed(0)
+    fan_in = GPT(
+        ModelConfig(d_model=256, n_layers=1, n_heads=4, seq_len=8, memory=cfg.memory, ffn_init="fan_in"), 50
+    )
+    w1 = _ffn_matrices(fan_in)[0]
+    assert abs(w1.std().item() - 256**-0.5) < 0.005
+
+
+def test_the_default_init_leaves_a_dense_model_as_it_was() -> None:
+    # Dense runs stored under "layer" stay comparable, bit for bit, with new ones under "gpt2".
+    models = []
+    for scheme in ("layer", "gpt2"):
+        torch.manual_seed(3)
+        models.append(GPT(tiny("dense", ffn_init=scheme), vocab_size=100))
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_an_unknown_ffn_init_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"model\.ffn_init"):
+        GPT(tiny("dense", ffn_init="xavier"), vocab_size=100)

@@ -61,3 +61,13 @@ def test_the_design_hash_leaves_out_the_seed_and_the_tuned_knobs() -> None:
 def test_the_module_stands_alone() -> None:
     source = Path(record.__file__).read_text(encoding="utf-8")
     assert "import workbench" not in source and "from workbench" not in source
+
+
+def test_pinning_a_knob_to_its_legacy_value_is_not_a_new_search_space() -> None:
+    from workbench.record import without_legacy_constants
+
+    stored = {"memory.kind": {"type": "categorical", "choices": ["hash"], "when": None}}
+    pinned = {**stored, "model.ffn_init": {"type": "fixed", "value": "layer", "when": None}}
+    assert without_legacy_constants(pinned) == without_legacy_constants(stored)
+    changed = {**stored, "model.ffn_init": {"type": "fixed", "value": "fan_in", "when": None}}
+    assert without_legacy_constants(changed) != without_legacy_constants(stored)
