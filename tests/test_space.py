@@ -467,6 +467,11 @@ def test_set_that_makes_the_space_impossible_is_refused_naming_the_setting() -> 
         space.with_overrides({"memory.block_size": 48})
     with pytest.raises(SpaceError, match=r"^--set memory.d_ff=1000: .*must divide d_ff=1000, got 32"):
         space.with_overrides({"memory.d_ff": 1000})
+    # The tokenizer is checked when the space is built too, not by every trial failing in turn.
+    with pytest.raises(
+        SpaceError, match=r"^--set data.tokenizer='bytes': .*unknown tokenizer 'bytes'; valid: byte, bpe"
+    ):
+        space.with_overrides({"data.tokenizer": "bytes"})
 
 
 def test_shipped_spaces_build_fast() -> None:

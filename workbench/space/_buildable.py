@@ -3,7 +3,8 @@
 A trial validates its config (``workbench.model.layer_configs``: the model's checks and every
 memory layer's ``validate``) before it trains. A value that fails there in every design would
 fail each trial it is sampled into, one at a time, while the study burns its budget and exits
-0. :func:`check_buildable` runs the same validation on the space's combinations when the space
+0. :func:`check_buildable` runs the same validation, and the tokenizer's
+(``check_tokenizer_config``), on the space's combinations when the space
 is built (``Space(...)``, ``Space.from_json``, and ``Space.with_overrides`` for ``--set``):
 
 * For each memory kind the space allows, the parameters that reach validation (``model.*``,
@@ -38,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import ConfigError, SpaceError
+from workbench.errors import ConfigError, DataError, SpaceError
 from workbench.space import _expr
 from workbench.space._params import Categorical, Derived, Fixed, Float, Int, Param, Tuned
 
@@ -206,6 +207,7 @@ def _range_ends(param: Int | Float) -> list[Any]:
 def _failure(point: _Point) -> str | None:
     """Why ``point`` cannot build a model (the trial's own message), or None if it can."""
     from workbench.config import trial_config_from_flat
+    from workbench.data.tokenizer import check_tokenizer_config
     from workbench.model import layer_configs
 
     if point.error is not None:
@@ -213,9 +215,10 @@ def _failure(point: _Point) -> str | None:
     flat = {n: v for n, v in point.values.items() if not n.startswith("aux.")}
     try:
         config = trial_config_from_flat(flat)
+        check_tokenizer_config(config.data)
         vocab = 256 if config.data.tokenizer == "byte" else config.data.vocab_size
         layer_configs(config.model, vocab)
-    except ConfigError as exc:
+    except (ConfigError, DataError) as exc:
         return str(exc)
     except (TypeError, ValueError, ArithmeticError) as exc:  # a value of the wrong type for its knob
         return f"{type(exc).__name__}: {exc}"
