@@ -51,6 +51,12 @@ def design_label(row: pd.Series) -> str:
         parts.append("straight-through gate")
     if kind in ("switch", "gshard") and known("memory.aux_loss_coef") == 0:
         parts.append("no balancing loss")
+    if kind in ("switch", "gshard") and (known("memory.z_loss_coef") or 0) > 0:
+        parts.append(f"z-loss {row['memory.z_loss_coef']:g}")
+    if kind == "avgk" and known("memory.block_key") == "unit":
+        parts.append("unit keys")
+    if kind == "avgk" and (known("memory.aux_loss_coef") or 0) > 0:
+        parts.append(f"balancing loss {row['memory.aux_loss_coef']:g}")
     if kind in ("token_table", "lsh", "softmax_table", "pkm") and known("memory.consume") is not None:
         parts.append(str(row["memory.consume"]))
     if (known("model.altup_k") or 1) > 1:
@@ -59,7 +65,12 @@ def design_label(row: pd.Series) -> str:
 
 
 # Training knobs a study may sweep as part of its designs (an ablation): named in the label.
-SWEPT = {"train.lr": "lr", "train.warmup_frac": "warm-up", "model.ffn_init": "init"}
+SWEPT = {
+    "train.lr": "lr",
+    "train.warmup_frac": "warm-up",
+    "model.ffn_init": "init",
+    "train.memory_value_lr_scale": "value-table lr x",
+}
 
 
 def swept_label(row: pd.Series, swept: Sequence[str]) -> str:

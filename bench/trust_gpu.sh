@@ -58,6 +58,11 @@ run replicate-probe-warmup spaces/replicate/probe_warmup.py 120 --workers "${WOR
 # Ablations of docs/REPLICATION.md: the FFN slot's initial scale, and Avg-K's routing collapse.
 run replicate-init spaces/replicate/init_scale.py "${INIT_TIMEOUT:-300}" --workers "${WORKERS:-3}"
 run replicate-avgk-collapse spaces/replicate/avgk_collapse.py "${COLLAPSE_TIMEOUT:-240}" --workers "${WORKERS:-3}"
+# The next ablations of docs/REPLICATION.md (2026-12-03): AltUp at 8 layers, PKM's rates, Switch
+# at 4e-3 with and without the router z-loss.
+for ablation in altup_depth pkm_rate switch_rate; do
+  run "replicate-${ablation//_/-}" "spaces/replicate/$ablation.py" "${ABLATION_TIMEOUT:-300}" --workers "${WORKERS:-3}"
+done
 # The replication suite (docs/REPLICATION.md): four studies, three seeds and a fitted lr each.
 for paper in sffn hash altup external; do
   run "replicate-$paper" "spaces/replicate/$paper.py" "${REPLICATE_TIMEOUT:-420}" --workers "${WORKERS:-3}"

@@ -246,7 +246,9 @@ def test_readme_layer_table_lists_every_registered_layer() -> None:
     table = readme.split("## Memory layers", 1)[1].split("\n## ", 1)[0]
     for name in memory.names():
         cls = memory.get(name)
-        assert f"| `{name}` | {cls.paper} |" in table, f"README's layer table lacks {name!r}"
+        knobs = ", ".join(f"`{k}`" for k in memory.knobs(name))
+        row = f"| `{name}` | {cls.paper} | {knobs} | {cls.active_per_token} |"
+        assert row in table, f"README's layer table lacks {name!r} or its knobs; `workbench layers` has:\n{row}"
 
 
 # --- the app launcher ---------------------------------------------------------------------------------------

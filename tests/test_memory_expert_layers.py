@@ -485,3 +485,23 @@ def test_avgk_balancing_loss_trains_the_keys_and_only_when_asked() -> None:
 def test_avgk_refuses_an_unknown_block_key() -> None:
     with pytest.raises(ConfigError, match="block_key"):
         _avgk(block_key="max")
+
+
+def test_router_z_loss_is_st_moes_and_only_when_asked() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, T, D)
+    plain = SwitchConfig(n_experts=4, expert_width=32, aux_loss_coef=0.0).build(CTX).train()
+    _, aux_off = plain(x, ForwardContext())
+    assert aux_off.item() == 0.0
+    cfg = SwitchConfig(n_experts=4, expert_width=32, aux_loss_coef=0.0, z_loss_coef=1e-3)
+    layer = cfg.build(CTX).train()
+    layer.load_state_dict(plain.state_dict())
+    _, aux = layer(x, ForwardContext())
+    logits = x.reshape(-1, D) @ layer.router.weight.t()
+    assert torch.allclose(aux, 1e-3 * logits.logsumexp(-1).square().mean(), rtol=1e-5)
+    aux.backward()
+    assert layer.router.weight.grad is not None and layer.router.weight.grad.abs().sum() > 0
+    # The same outputs: the z-loss changes training, not what the layer computes.
+    assert torch.equal(plain(x, ForwardContext())[0], layer(x, ForwardContext())[0])
+    with pytest.raises(ConfigError, match="z_loss_coef"):
+        SwitchConfig(z_loss_coef=-1.0).validate(CTX)

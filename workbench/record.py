@@ -107,6 +107,8 @@ LEGACY_KNOB_VALUES: dict[tuple[str, str | None, str], Any] = {
     ("model", None, "ffn_init"): "layer",
     ("memory", "avgk", "block_key"): "mean",
     ("memory", "avgk", "aux_loss_coef"): 0.0,
+    ("memory", "switch", "z_loss_coef"): 0.0,
+    ("memory", "gshard", "z_loss_coef"): 0.0,
 }
 
 

@@ -15,6 +15,10 @@ Choices written down here:
   fraction of the N*K routing choices that go to e, counted *before* capacity drops (the
   router's choice, as in the paper), so it is ``aux_loss_coef`` at perfect balance for any k;
   only in training mode;
+* ``z_loss_coef`` > 0 adds ST-MoE's router z-loss ``z_loss_coef * mean_n (logsumexp_e logits)^2``
+  (Zoph et al. 2022, eq. 5), which keeps the router's logits small so that its softmax does not
+  saturate at high learning rates (docs/REPLICATION.md: Switch diverges at 4e-3 where hash
+  trains); 0 (the default) is the Switch paper's layer; only in training mode;
 * ``capacity_factor`` 0 is dropless; > 0 gives each expert ``ceil(capacity_factor * N * K / E)``
   slots filled in priority order "every token's first choice, in token order, then every
   token's second choice, ..." (GShard's order); a dropped read contributes zero (the token
@@ -59,7 +63,7 @@ class TopKGateConfig(MemoryConfig):
     ``n_experts`` routed blocks of ``expert_width`` cells (0 means 4*d_model); ``n_shared``
     always-on blocks of the same width; ``aux_loss_coef`` the load-balancing weight;
     ``capacity_factor`` 0 = dropless; ``impl`` the ExpertBank dispatch (auto|loop|sorted|grouped);
-    ``gate`` how a read is weighted (:data:`GATES`).
+    ``gate`` how a read is weighted (:data:`GATES`); ``z_loss_coef`` the router z-loss weight.
     """
 
     n_experts: int = 8
@@ -69,6 +73,7 @@ class TopKGateConfig(MemoryConfig):
     capacity_factor: float = 0.0
     impl: str = "auto"
     gate: str = "prob"
+    z_loss_coef: float = 0.0
 
     def routing(self) -> tuple[int, bool]:
         """(experts read per token, whether the gates are renormalised over them)."""
@@ -81,6 +86,7 @@ class TopKGateConfig(MemoryConfig):
         validate_bank(self.n_experts, self.expert_width, self.impl)
         require(self.n_shared >= 0, "n_shared", f"must be >= 0, got {self.n_shared}")
         require(self.aux_loss_coef >= 0, "aux_loss_coef", f"must be >= 0, got {self.aux_loss_coef}")
+        require(self.z_loss_coef >= 0, "z_loss_coef", f"must be >= 0, got {self.z_loss_coef}")
         require(self.gate in GATES, "gate", f"must be one of {'|'.join(GATES)}, got {self.gate!r}")
         require(
             self.capacity_factor >= 0,
@@ -116,10 +122,17 @@ class TopKGateMoE(MemoryLayer):
         self.shared = ExpertBank(cfg.n_shared, ctx.d_model, cfg.width(ctx)) if cfg.n_shared else None
         self.init_routing_counters(cfg.n_experts)
 
-    def route(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Router probabilities ``[N, E]``, the chosen experts ``[N, K]`` and their gates ``[N, K]``."""
+    def logits(self, x_ND: torch.Tensor) -> torch.Tensor:
+        """Router logits ``[N, E]``, in float32."""
         with torch.autocast(x_ND.device.type, enabled=False):
-            logits_NE = F.linear(x_ND.float(), self.router.weight.float())
+            return F.linear(x_ND.float(), self.router.weight.float())
+
+    def route(
+        self, x_ND: torch.Tensor, logits_NE: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Router probabilities ``[N, E]``, the chosen experts ``[N, K]`` and their gates ``[N, K]``."""
+        if logits_NE is None:
+            logits_NE = self.logits(x_ND)
         probs_NE = logits_NE.softmax(dim=-1)
         gate_NK, choice_NK = probs_NE.topk(self.k, dim=-1)
         if self.renormalize:
@@ -134,7 +147,8 @@ class TopKGateMoE(MemoryLayer):
         B, T, D = x_BTD.shape
         N, E, K = B * T, self.cfg.n_experts, self.k
         x_ND = x_BTD.reshape(N, D)
-        probs_NE, choice_NK, gate_NK = self.route(x_ND)
+        logits_NE = self.logits(x_ND)
+        probs_NE, choice_NK, gate_NK = self.route(x_ND, logits_NE)
 
         expert_NK, n_dropped = choice_NK, None
         if self.cfg.capacity_factor > 0:
@@ -157,4 +171,6 @@ class TopKGateMoE(MemoryLayer):
                 0, choice_NK.reshape(-1), torch.full((N * K,), 1.0 / (N * K), device=x_ND.device)
             )
             aux = self.cfg.aux_loss_coef * E * (f_E * probs_NE.mean(0)).sum()
+        if self.training and self.cfg.z_loss_coef > 0:
+            aux = aux + self.cfg.z_loss_coef * logits_NE.logsumexp(dim=-1).square().mean()
         return y_ND.reshape(B, T, D), aux
