@@ -248,7 +248,9 @@ def test_readme_layer_table_lists_every_registered_layer() -> None:
         cls = memory.get(name)
         knobs = ", ".join(f"`{k}`" for k in memory.knobs(name))
         row = f"| `{name}` | {cls.paper} | {knobs} | {cls.active_per_token} |"
-        assert row in table, f"README's layer table lacks {name!r} or its knobs; `workbench layers` has:\n{row}"
+        assert row in table, (
+            f"README's layer table lacks {name!r} or its knobs; `workbench layers` has:\n{row}"
+        )
 
 
 # --- the app launcher ---------------------------------------------------------------------------------------
