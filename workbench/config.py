@@ -14,9 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench import record
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, DataError
 from workbench.memory import MemoryConfig, config_from_dict
 from workbench.memory.dense import DenseConfig
+
+TOKENIZERS = ("byte", "bpe")
+MIN_BPE_VOCAB = 257
+MAX_VOCAB = 65536  # token files store ids as uint16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +37,23 @@ class DataConfig:
     vocab_size: int = 2048
     val_fraction: float = 0.05
     cache_dir: str = ""
+
+
+def check_tokenizer_config(cfg: DataConfig) -> None:
+    """Raise :class:`DataError` if ``cfg.tokenizer`` or, for BPE, ``cfg.vocab_size`` is unusable.
+
+    It lives with the config, not the data path, so a space can refuse such a value when it is
+    built, before any corpus is read.
+    """
+    if cfg.tokenizer not in TOKENIZERS:
+        raise DataError(
+            f"data.tokenizer: unknown tokenizer '{cfg.tokenizer}'; valid: {', '.join(TOKENIZERS)}"
+        )
+    if cfg.tokenizer == "bpe" and not MIN_BPE_VOCAB <= cfg.vocab_size <= MAX_VOCAB:
+        raise DataError(
+            f"data.vocab_size: {cfg.vocab_size} is out of range for bpe; give {MIN_BPE_VOCAB}..{MAX_VOCAB} "
+            "(256 byte ids plus at least one merge; token files store uint16 ids)"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,6 +6,7 @@ Typical use::
     x_BT, y_BT = random_batch(data.train, 16, 128, generator, device)
 """
 
+from workbench.config import MAX_VOCAB, MIN_BPE_VOCAB, TOKENIZERS
 from workbench.data.batches import Batch, Batches, DeviceTokens, eval_batches, random_batch, window_starts
 from workbench.data.corpus import (
     KJV,
@@ -18,9 +19,6 @@ from workbench.data.corpus import (
 )
 from workbench.data.sources import CORPORA
 from workbench.data.tokenizer import (
-    MAX_VOCAB,
-    MIN_BPE_VOCAB,
-    TOKENIZERS,
     BPETokenizer,
     ByteTokenizer,
     Tokenizer,

@@ -15,13 +15,9 @@ from typing import Protocol, runtime_checkable
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from workbench.config import DataConfig
+from workbench.config import DataConfig, check_tokenizer_config
 from workbench.data.corpus import CorpusText, cache_root
-from workbench.errors import DataError
 
-TOKENIZERS = ("byte", "bpe")
-MIN_BPE_VOCAB = 257
-MAX_VOCAB = 65536  # token files store ids as uint16
 _TRAIN_PIECE_CHARS = 1 << 16
 
 
@@ -95,19 +91,6 @@ class BPETokenizer:
     @classmethod
     def from_file(cls, path: Path, name: str) -> BPETokenizer:
         return cls(HFTokenizer.from_file(str(path)), name)
-
-
-def check_tokenizer_config(cfg: DataConfig) -> None:
-    """Raise :class:`DataError` if ``cfg.tokenizer`` or, for BPE, ``cfg.vocab_size`` is unusable."""
-    if cfg.tokenizer not in TOKENIZERS:
-        raise DataError(
-            f"data.tokenizer: unknown tokenizer '{cfg.tokenizer}'; valid: {', '.join(TOKENIZERS)}"
-        )
-    if cfg.tokenizer == "bpe" and not MIN_BPE_VOCAB <= cfg.vocab_size <= MAX_VOCAB:
-        raise DataError(
-            f"data.vocab_size: {cfg.vocab_size} is out of range for bpe; give {MIN_BPE_VOCAB}..{MAX_VOCAB} "
-            "(256 byte ids plus at least one merge; token files store uint16 ids)"
-        )
 
 
 def bpe_cache_path(cfg: DataConfig, corpus_id: str) -> Path:

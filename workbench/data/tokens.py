@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from workbench.config import DataConfig
+from workbench.config import MAX_VOCAB, DataConfig, check_tokenizer_config
 from workbench.data.corpus import CorpusText, cache_root, corpus_id_for, is_token_file, load_text
-from workbench.data.tokenizer import MAX_VOCAB, Tokenizer, check_tokenizer_config, get_tokenizer
+from workbench.data.tokenizer import Tokenizer, get_tokenizer
 from workbench.errors import DataError
 
 FORMAT = 1  # bump when the split rule or the file layout changes: old caches are then ignored

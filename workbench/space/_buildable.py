@@ -206,8 +206,7 @@ def _range_ends(param: Int | Float) -> list[Any]:
 
 def _failure(point: _Point) -> str | None:
     """Why ``point`` cannot build a model (the trial's own message), or None if it can."""
-    from workbench.config import trial_config_from_flat
-    from workbench.data.tokenizer import check_tokenizer_config
+    from workbench.config import check_tokenizer_config, trial_config_from_flat
     from workbench.model import layer_configs
 
     if point.error is not None:
