@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from workbench.config import DataConfig, ModelConfig, TrainConfig, TrialConfig, trial_config_from_flat
+from workbench.errors import ConfigError
 from workbench.memory.switch import SwitchConfig
 
 # Every field is spelled out, so the hash below depends on the serialisation and the set of
@@ -36,6 +39,7 @@ PINNED = TrialConfig(
         grad_clip=1.0,
         eval_every=0,
         eval_tokens=4096,
+        eval_windows="head",
         dtype="auto",
         compile=False,
         master_weights=True,
@@ -53,6 +57,7 @@ def test_config_hash_is_pinned() -> None:
     # switch gained `gate` (2026-12-02): c0e9a7ca0ba3bb27
     # train gained memory_value_lr_scale and sparse_values (2026-12-02)
     # model gained ffn_init (2026-12-03); "layer", the init before it, stays out of the digest.
+    # train gained eval_windows (2026-12-03); "head", the windows before it, stays out too.
     assert PINNED.config_hash() == "c435a74bc57e552a"
 
 
@@ -65,6 +70,22 @@ def test_a_new_default_init_hashes_apart_from_the_stored_runs() -> None:
     assert ModelConfig().ffn_init == "gpt2"
     gpt2 = replace(PINNED, model=replace(PINNED.model, ffn_init="gpt2"))
     assert gpt2.config_hash() != PINNED.config_hash()
+
+
+def test_spread_eval_windows_hash_apart_from_the_stored_runs() -> None:
+    # Runs stored before train.eval_windows existed were scored on the head of the validation
+    # split; a run scored over all of it measures a different number, so it is a different run.
+    from dataclasses import replace
+
+    assert TrainConfig().eval_windows == "spread"
+    spread = replace(PINNED, train=replace(PINNED.train, eval_windows="spread"))
+    assert spread.config_hash() != PINNED.config_hash()
+    assert spread.design_hash() != PINNED.design_hash()
+
+
+def test_an_unknown_eval_placement_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"train\.eval_windows: 'tail' is not one of spread, head"):
+        trial_config_from_flat({"train.eval_windows": "tail"})
 
 
 def test_dotted_names_build_the_pinned_config() -> None:

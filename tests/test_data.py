@@ -288,9 +288,9 @@ def test_random_batch_needs_one_window() -> None:
         random_batch(np.arange(16, dtype=np.uint16), 2, 16, torch.Generator())
 
 
-def test_eval_batches_fixed_windows() -> None:
+def test_eval_batches_at_the_head_take_the_first_windows() -> None:
     val = np.arange(1000, dtype=np.uint16)
-    batches = eval_batches(val, seq_len=10, n_tokens=95, batch_size=4)
+    batches = eval_batches(val, seq_len=10, n_tokens=95, batch_size=4, windows="head")
     assert [b[0].shape[0] for b in batches] == [4, 4, 2]
     x = torch.cat([b[0] for b in batches])
     y = torch.cat([b[1] for b in batches])
@@ -301,6 +301,26 @@ def test_eval_batches_fixed_windows() -> None:
         DataError, match=r"data\.val_fraction: the validation split holds 10 tokens.*model\.seq_len"
     ):
         eval_batches(val[:10], seq_len=10, n_tokens=100, batch_size=4)
+
+
+def test_eval_batches_by_default_cover_the_whole_split_evenly() -> None:
+    """A corpus whose sources follow one another must be scored on all of them, not the first."""
+    val = np.arange(1001, dtype=np.uint16)  # 100 windows of 10
+    batches = eval_batches(val, seq_len=10, n_tokens=95, batch_size=4)
+    x_WT = torch.cat([b[0] for b in batches])
+    y_WT = torch.cat([b[1] for b in batches])
+    assert x_WT.shape == (10, 10)
+    starts = x_WT[:, 0].tolist()
+    assert starts == list(range(0, 1000, 100))  # one window in each tenth, the first at 0
+    assert torch.equal(y_WT, x_WT + 1)  # each window's targets are its next tokens
+    all_windows = eval_batches(val, seq_len=10, n_tokens=10**6, batch_size=64)
+    head = eval_batches(val, seq_len=10, n_tokens=10**6, batch_size=64, windows="head")
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(all_windows, head, strict=True))  # all: same set
+
+
+def test_eval_batches_name_an_unknown_placement() -> None:
+    with pytest.raises(DataError, match=r"train\.eval_windows: 'tail' is not one of spread, head"):
+        eval_batches(np.arange(100, dtype=np.uint16), 10, 20, 2, windows="tail")
 
 
 @pytest.mark.gpu

@@ -21,6 +21,7 @@ from workbench.memory.dense import DenseConfig
 TOKENIZERS = ("byte", "bpe")
 MIN_BPE_VOCAB = 257
 MAX_VOCAB = 65536  # token files store ids as uint16
+EVAL_WINDOWS = ("spread", "head")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +103,10 @@ class TrainConfig:
     ``sparse_values``: that group uses a lazy AdamW that updates only the rows with a nonzero
     gradient this step, moments included (workbench/train/sparse_adamw.py says why it is off by
     default: at the workbench's shapes every row is read every step).
+
+    ``eval_windows``: where the ``eval_tokens`` validation windows lie in the validation split,
+    ``spread`` evenly over all of it (the default) or ``head`` at its start, which, for a corpus
+    made of sources one after another, is the first source alone (``workbench.data.eval_batches``).
     """
 
     tokens: int = 200_000
@@ -116,12 +121,19 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 0
     eval_tokens: int = 32_768
+    eval_windows: str = "spread"
     dtype: str = "auto"
     compile: bool = False
     master_weights: bool = True
     memory_value_lr_scale: float = 1.0
     sparse_values: bool = False
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.eval_windows not in EVAL_WINDOWS:
+            raise ConfigError(
+                f"train.eval_windows: {self.eval_windows!r} is not one of {', '.join(EVAL_WINDOWS)}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -105,6 +105,7 @@ def objective_metrics() -> tuple[str, ...]:
 # old ones), while a new default (model.ffn_init became gpt2) gets hashes of its own.
 LEGACY_KNOB_VALUES: dict[tuple[str, str | None, str], Any] = {
     ("model", None, "ffn_init"): "layer",
+    ("train", None, "eval_windows"): "head",
     ("memory", "avgk", "block_key"): "mean",
     ("memory", "avgk", "aux_loss_coef"): 0.0,
     ("memory", "switch", "z_loss_coef"): 0.0,

@@ -67,7 +67,7 @@ class TrialRunner:
     on_warning: Callable[[str], None] | None = None
     early_stop: EarlyStop | None = None
     _data: dict[DataConfig, TokenData] = field(default_factory=dict)
-    _eval: dict[tuple[DataConfig, int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = field(
+    _eval: dict[tuple[DataConfig, int, int, int, str], list[tuple[torch.Tensor, torch.Tensor]]] = field(
         default_factory=dict
     )
     _device_tokens: dict[DataConfig, DeviceTokens] = field(default_factory=dict)
@@ -118,14 +118,16 @@ class TrialRunner:
     def eval_batches(self, cfg: TrialConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
         from workbench.data import eval_batches
 
-        key = (cfg.data, cfg.model.seq_len, cfg.train.eval_tokens, cfg.train.batch_size)
+        train = cfg.train
+        key = (cfg.data, cfg.model.seq_len, train.eval_tokens, train.batch_size, train.eval_windows)
         if key not in self._eval:
             self._eval[key] = eval_batches(
                 self.data(cfg.data).val,
                 cfg.model.seq_len,
-                cfg.train.eval_tokens,
-                cfg.train.batch_size,
+                train.eval_tokens,
+                train.batch_size,
                 self.device,
+                train.eval_windows,
             )
         return self._eval[key]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from workbench.config import EVAL_WINDOWS
 from workbench.errors import DataError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -43,12 +44,20 @@ def eval_batches(
     n_tokens: int,
     batch_size: int,
     device: torch.device | str = "cpu",
+    windows: str = "spread",
 ) -> list[Batch]:
-    """Fixed, non-overlapping windows from the start of ``val`` covering about ``n_tokens`` targets.
+    """Fixed, non-overlapping windows of ``val`` covering about ``n_tokens`` targets.
 
     Takes ``ceil(n_tokens / seq_len)`` windows, or as many as ``val`` holds; the last batch may
-    be smaller than ``batch_size``.
+    be smaller than ``batch_size``. ``windows`` says where they lie: ``spread`` (the default)
+    evenly over the whole split, ``head`` at its start. A corpus is the concatenation of its
+    sources (en-mix: Wikipedia first, then kernel docs, ...), and its validation chunks are taken
+    in order, so the head of the split is the first source alone: with ``head``, 65,536 tokens of
+    en-mix's 1.88 M are all Wikipedia, 5% of what the model trains on (docs/METHODOLOGY.md,
+    "Where the validation windows lie"). ``head`` is what every run stored before 2026-12-03 used.
     """
+    if windows not in EVAL_WINDOWS:
+        raise DataError(f"train.eval_windows: {windows!r} is not one of {', '.join(EVAL_WINDOWS)}")
     available = (len(val) - 1) // seq_len
     if available < 1:
         raise DataError(
@@ -59,8 +68,11 @@ def eval_batches(
         raise DataError(f"train.eval_tokens: {n_tokens} must be positive")
     n_windows = min(available, -(-n_tokens // seq_len))
     # Window i is val[i*T : (i+1)*T + 1]: neighbours share one token, so each target is scored once.
-    windows = np.lib.stride_tricks.sliding_window_view(val[: n_windows * seq_len + 1], seq_len + 1)[::seq_len]
-    w_WT1 = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64))
+    all_WT1 = np.lib.stride_tricks.sliding_window_view(val[: available * seq_len + 1], seq_len + 1)[::seq_len]
+    # spread: window j of n at floor(j * available / n), evenly spaced, distinct, the first included
+    step = available if windows == "spread" else n_windows
+    picked = np.arange(n_windows) * step // n_windows
+    w_WT1 = torch.from_numpy(np.ascontiguousarray(all_WT1[picked], dtype=np.int64))
     return [_to_device(w_WT1[i : i + batch_size], device) for i in range(0, n_windows, batch_size)]
 
 

@@ -8,7 +8,7 @@ fail each trial it is sampled into, one at a time, while the study burns its bud
 is built (``Space(...)``, ``Space.from_json``, and ``Space.with_overrides`` for ``--set``):
 
 * For each memory kind the space allows, the parameters that reach validation (``model.*``,
-  ``memory.*``, ``data.vocab_size``, ``data.tokenizer``, and those their derived values and
+  ``memory.*``, ``data.vocab_size``, ``data.tokenizer``, ``train.eval_windows``, and those their derived values and
   conditions read) are enumerated as ``Space.suggest`` samples them: Fixed values, every choice
   of a Categorical, both ends of an Int or Float range, derived values computed, conditions
   followed (an inactive parameter's choices are not checked: they never reach a trial).
@@ -48,8 +48,9 @@ if TYPE_CHECKING:
 
 MAX_COMBINATIONS = 4096
 KIND = "memory.kind"
-# The fields validation reads besides model.* and memory.*: the vocabulary size (tables, hashes).
-_DATA_FIELDS = ("data.vocab_size", "data.tokenizer")
+# The fields validation reads besides model.* and memory.*: the vocabulary size (tables, hashes),
+# the tokenizer and where the validation windows lie.
+_DATA_FIELDS = ("data.vocab_size", "data.tokenizer", "train.eval_windows")
 _FIELD = re.compile(r"^((?:data|model|memory|train)\.\w+):")
 
 
