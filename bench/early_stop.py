@@ -349,6 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eta", type=int, default=3)
     parser.add_argument("--min-fraction", type=Fraction, default=Fraction(1, 9))
     parser.add_argument("--noise-sd", type=float, default=EarlyStop().noise_sd)
+    parser.add_argument(
+        "--no-recheck",
+        action="store_true",
+        help="judge a rung only when a run reaches it (as before 2026-12-03)",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -366,7 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     designs = sample_designs(space, args.designs, args.seed, declared.cover_points())
-    policy = EarlyStop(eta=args.eta, min_fraction=float(args.min_fraction), noise_sd=args.noise_sd)
+    policy = EarlyStop(
+        eta=args.eta,
+        min_fraction=float(args.min_fraction),
+        noise_sd=args.noise_sd,
+        recheck=not args.no_recheck,
+    )
     policy.check(space.objectives)
     warm_up(space, designs[0], args.device)
 

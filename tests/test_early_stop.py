@@ -162,12 +162,15 @@ def _peer(
     )
 
 
-def _run(study: optuna.Study, design: str, seed: int = 0, flops: int = 100) -> RungJudge:
+def _run(
+    study: optuna.Study, design: str, seed: int = 0, flops: int = 100, recheck: bool = True
+) -> RungJudge:
     trial = study.ask()
     trial.set_user_attr(record.DESIGN_HASH, design)
     trial.set_user_attr(record.CONFIG, {"train": {"seed": seed}})
     trial.set_user_attr(record.METRICS, {"flops_per_token": flops})
-    return RungJudge(EarlyStop(noise_sd=0.0), trial, OBJECTIVES, {10: "1/9"}, tokens_per_step=64)
+    policy = EarlyStop(noise_sd=0.0, recheck=recheck)
+    return RungJudge(policy, trial, OBJECTIVES, {10: "1/9"}, tokens_per_step=64)
 
 
 def _study(peers: list[tuple[str, int, float, int]]) -> optuna.Study:
@@ -192,6 +195,38 @@ def test_a_run_records_its_rung_and_a_stopped_one_says_why() -> None:
         "tokens_trained": 640,
         "steps": 10,
     }
+
+
+def test_a_run_passed_with_few_peers_is_judged_again_once_more_have_reported() -> None:
+    # The first designs of a study reach a rung before their peers: judged again at each later
+    # evaluation, such a run stops once the peers that have reported since dominate it.
+    for recheck in (True, False):
+        study = _study([("a", 0, 4.0, 100)])
+        judge = _run(study, "c", recheck=recheck)
+        assert judge.at_eval(10, 5.0) is None  # 2 designs at the rung, fewer than eta: on
+        assert judge.at_eval(20, 4.6) is None  # still too few
+        _peer(study, "b", 0, 4.2, 100)
+        _peer(study, "d", 0, 4.1, 100)
+        reason = judge.at_eval(30, 4.5)
+        if not recheck:
+            assert reason is None
+            continue
+        assert reason is not None
+        assert reason.startswith(
+            "judged again at step 30: dominated at rung 1/9: val loss 5.000 vs cut 4.000"
+        )
+        metrics = judge.trial.user_attrs[record.METRICS]
+        assert (metrics["rung"], metrics["steps"], metrics["tokens_trained"]) == ("1/9", 30, 30 * 64)
+        assert judge.trial.user_attrs[record.RUNGS] == {"1/9": 5.0}  # the value it was judged on
+
+
+def test_a_run_judged_again_goes_on_while_it_stays_on_a_promoted_front() -> None:
+    study = _study([("a", 0, 4.0, 100)])
+    judge = _run(study, "c", flops=50)  # cheaper than every peer: on the first front
+    assert judge.at_eval(10, 5.0) is None
+    for design, loss in (("b", 4.2), ("d", 4.1), ("e", 3.9)):
+        _peer(study, design, 0, loss, 100)
+    assert judge.at_eval(30, 4.5) is None
 
 
 def test_the_design_is_stopped_not_the_run() -> None:

@@ -27,6 +27,16 @@ The rule at a rung (:func:`promote`):
    GPU search scale the dense model's final validation loss has a seed sd of 0.018,
    docs/METHODOLOGY.md).
 
+Judged again (``recheck``, on by default): at every later evaluation of a run (the loop's
+``eval_every`` ones, five per run by default), each rung it passed is judged again by the same
+rule, its value there against every design that has reported there by now. Without it, the first
+designs of a study pass their rungs with few peers (fewer than ``min_peers``, or a handful with
+two workers) and train to the end however they compare later: in the 30-design H200 run of
+2026-12-02, four of the first six designs completed that the rung, judged with all 30 peers,
+stops (docs/PERFORMANCE.md, "Designs per GPU-hour"). Judged again, a run stops as soon as the
+rung says so, so the study's outcome comes closer to synchronous successive halving's, which
+judges each rung with every design, without its barrier.
+
 Designs stop, not runs: a design with a completed seed goes on (a design is never half on the
 front); once one seed of a design is stopped, its other running seeds stop at their next rung
 and its queued seeds are pruned as they start, untrained.
@@ -71,6 +81,7 @@ class EarlyStop:
     min_fraction: float = 1 / 9  # the first rung, as a fraction of the token budget
     min_peers: int = 0  # designs needed at a rung before any stops there; 0: eta
     noise_sd: float = DEFAULT_NOISE_SD  # seed sd of a rung loss until designs with seeds measure it
+    recheck: bool = True  # judge passed rungs again at later evaluations, against the peers by then
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -311,21 +322,35 @@ class RungJudge:
         self.tokens_per_step = tokens_per_step
 
     def at_eval(self, step: int, val_loss: float) -> str | None:
-        """After an evaluation: None to go on; at a rung where the design stops, the reason (the
-        trial's ``wb.error``, ``wb.metrics`` rung, tokens and steps are recorded)."""
+        """After an evaluation: None to go on; where the design stops, the reason (the trial's
+        ``wb.error``, ``wb.metrics`` rung, tokens and steps are recorded).
+
+        At a rung, the run records its loss there and is judged; at a later evaluation (with
+        ``recheck``), each rung it passed is judged again against the peers there by now."""
         rung = self.steps.get(step)
-        if rung is None:
-            return None
         trial = self.trial
-        trial.set_user_attr(record.RUNGS, {**(trial.user_attrs.get(record.RUNGS) or {}), rung: val_loss})
-        decision = self.decide(rung, val_loss)
-        if decision.promote:
+        if rung is not None:
+            trial.set_user_attr(record.RUNGS, {**(trial.user_attrs.get(record.RUNGS) or {}), rung: val_loss})
+            decision = self.decide(rung, val_loss)
+            if decision.promote:
+                return None
+            return self._stop(step, rung, decision.reason)
+        if not self.policy.recheck:
             return None
+        passed = trial.user_attrs.get(record.RUNGS) or {}
+        for rung in sorted(passed, key=Fraction):
+            decision = self.decide(rung, float(passed[rung]))
+            if not decision.promote:
+                return self._stop(step, rung, f"judged again at step {step}: {decision.reason}")
+        return None
+
+    def _stop(self, step: int, rung: str, reason: str) -> str:
+        trial = self.trial
         metrics = dict(trial.user_attrs.get(record.METRICS) or {})
         metrics.update(rung=rung, tokens_trained=step * self.tokens_per_step, steps=step)
         trial.set_user_attr(record.METRICS, metrics)
-        trial.set_user_attr(record.ERROR, decision.reason)
-        return decision.reason
+        trial.set_user_attr(record.ERROR, reason)
+        return reason
 
     def decide(self, rung: str, val_loss: float) -> Decision:
         from optuna.trial import TrialState

@@ -51,7 +51,7 @@ GracePeriod = Annotated[
     ),
 ]
 MaxRetry = Annotated[int, typer.Option(help="Times the run of a dead worker's trial is queued again.")]
-# Early stopping (workbench/early_stop.py): the same four flags on `run` and `worker`.
+# Early stopping (workbench/early_stop.py): the same five flags on `run` and `worker`.
 EarlyStopMethod = Annotated[
     str | None,
     typer.Option(
@@ -70,6 +70,13 @@ EarlyStopNoiseSd = Annotated[
     typer.Option(
         help="Seed sd of a rung's validation loss until designs with several seeds measure it; "
         "a design within 1.96 sd of the cut is not stopped."
+    ),
+]
+EarlyStopRecheck = Annotated[
+    bool,
+    typer.Option(
+        help="Judge each rung a run passed again at its later evaluations, against the designs that "
+        "reported there since (the study's first designs pass with few peers)."
     ),
 ]
 
@@ -184,6 +191,7 @@ def run(
     early_stop_eta: EarlyStopEta = 3,
     early_stop_min_fraction: EarlyStopMinFraction = 1 / 9,
     early_stop_noise_sd: EarlyStopNoiseSd = 0.02,
+    early_stop_recheck: EarlyStopRecheck = True,
     heartbeat_interval: HeartbeatInterval = 10,
     grace_period: GracePeriod = 30,
     max_retry: MaxRetry = 2,
@@ -229,7 +237,9 @@ def run(
         progress=progress,
         workers=workers,
         retrain_duplicates=retrain_duplicates,
-        early_stop=_early_stop(early_stop, early_stop_eta, early_stop_min_fraction, early_stop_noise_sd),
+        early_stop=_early_stop(
+            early_stop, early_stop_eta, early_stop_min_fraction, early_stop_noise_sd, early_stop_recheck
+        ),
         heartbeat=Heartbeat(interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry),
     )
     with _warnings_as_lines():
@@ -289,6 +299,7 @@ def worker(
     early_stop_eta: EarlyStopEta = 3,
     early_stop_min_fraction: EarlyStopMinFraction = 1 / 9,
     early_stop_noise_sd: EarlyStopNoiseSd = 0.02,
+    early_stop_recheck: EarlyStopRecheck = True,
 ) -> None:
     """Join (or create) a study in a shared optuna storage and train its trials: one worker per GPU,
     on any number of hosts.
@@ -321,7 +332,9 @@ def worker(
         progress=progress,
         retrain_duplicates=retrain_duplicates,
         heartbeat=Heartbeat(interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry),
-        early_stop=_early_stop(early_stop, early_stop_eta, early_stop_min_fraction, early_stop_noise_sd),
+        early_stop=_early_stop(
+            early_stop, early_stop_eta, early_stop_min_fraction, early_stop_noise_sd, early_stop_recheck
+        ),
     )
     with _warnings_as_lines():
         outcome = run_worker(space, opts)
@@ -334,11 +347,13 @@ def worker(
         raise typer.Exit(130)
 
 
-def _early_stop(method: str | None, eta: int, min_fraction: float, noise_sd: float) -> Any:
+def _early_stop(method: str | None, eta: int, min_fraction: float, noise_sd: float, recheck: bool) -> Any:
     """The :class:`~workbench.early_stop.EarlyStop` of the --early-stop flags; None when off."""
     from workbench.early_stop import EarlyStop
 
-    return EarlyStop(method=method, eta=eta, min_fraction=min_fraction, noise_sd=noise_sd) if method else None
+    if not method:
+        return None
+    return EarlyStop(method=method, eta=eta, min_fraction=min_fraction, noise_sd=noise_sd, recheck=recheck)
 
 
 def _outcome_line(outcome: Any) -> str:
