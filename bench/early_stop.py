@@ -350,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-fraction", type=Fraction, default=Fraction(1, 9))
     parser.add_argument("--noise-sd", type=float, default=EarlyStop().noise_sd)
     parser.add_argument(
+        "--min-peers", type=int, default=0, help="designs needed at a rung before any stops (0: eta)"
+    )
+    parser.add_argument(
         "--no-recheck",
         action="store_true",
         help="judge a rung only when a run reaches it (as before 2026-12-03)",

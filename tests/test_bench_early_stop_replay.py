@@ -1,0 +1,47 @@
+"""bench/early_stop_replay.py replays the stored H200 pair closely enough to judge a policy by."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import early_stop_replay as replay_bench
+from workbench.early_stop import EarlyStop
+
+RUNS = Path(__file__).resolve().parents[1] / "store" / "runs" / "early-stop-2026-12-02"
+
+
+@pytest.fixture(scope="module")
+def stored() -> tuple[list[replay_bench.Design], dict, list[float]]:
+    return replay_bench.load_designs(RUNS)
+
+
+def test_the_replay_reproduces_the_measured_studies(stored) -> None:
+    designs, summary, offsets = stored
+    studies = {s["name"]: s for s in summary["studies"]}
+    full = replay_bench.replay(designs, None, offsets, fixed_s=0.77)
+    assert len(full.completed) == 30
+    assert full.wall == pytest.approx(studies["full"]["wall_s"], rel=0.1)
+    measured = EarlyStop(**summary["early_stop"], recheck=False)
+    early = replay_bench.replay(designs, measured, offsets, fixed_s=0.65)
+    stopped = {r["trial"] for r in studies["early-stop"]["runs"] if r["status"] == "pruned"}
+    assert len(set(early.stopped) & stopped) >= len(stopped) - 1  # the timing of one peer may differ
+    assert set(early.stopped) <= stopped
+    assert early.wall == pytest.approx(studies["early-stop"]["wall_s"], rel=0.15)
+
+
+def test_judging_again_stops_at_least_as_many_and_keeps_the_front(stored) -> None:
+    designs, _, offsets = stored
+    full_front = replay_bench.front(designs, list(range(30)))
+    once = replay_bench.replay(designs, EarlyStop(recheck=False), offsets, fixed_s=0.65)
+    again = replay_bench.replay(designs, EarlyStop(recheck=True), offsets, fixed_s=0.65)
+    assert set(once.stopped) <= set(again.stopped)
+    assert again.wall <= once.wall
+    assert full_front <= set(again.completed)
+
+
+def test_the_cli_prints_the_self_check_and_the_policies(capsys: pytest.CaptureFixture[str]) -> None:
+    assert replay_bench.main([str(RUNS), "--etas", "3", "--min-peers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "Self-check" in out and "| eta 3, min peers 3, recheck |" in out
