@@ -63,6 +63,25 @@ run replicate-avgk-collapse spaces/replicate/avgk_collapse.py "${COLLAPSE_TIMEOU
 for ablation in altup_depth pkm_rate switch_rate; do
   run "replicate-${ablation//_/-}" "spaces/replicate/$ablation.py" "${ABLATION_TIMEOUT:-300}" --workers "${WORKERS:-3}"
 done
+# Two bench runs (2026-12-03), named in ONLY as "eval-windows" and "early-stop-seed1".
+bench_run() {  # bench_run NAME MODULE [ARGS...]: a bench script, its output folder under $RUNS
+  local name=$1 module=$2
+  shift 2
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
+  local t0=$SECONDS
+  python3 -m "$module" "$@" --out "$RUNS/$name" > "$RUNS/$name.log" 2>&1 || echo "bench $name exited $?"
+  echo "bench $name: $((SECONDS - t0)) s"
+  tar czf "$OUT/trust-runs.tgz" -C "$RUNS" .
+}
+# Where the validation windows lie (docs/METHODOLOGY.md): the S-FFN designs, each model scored
+# at the head of the validation split and spread over it (10M tokens, two seeds, lr 2e-3).
+bench_run eval-windows bench.eval_windows --space spaces/replicate/sffn.py --seeds 0 1 \
+  --tokens 10000000 --device cuda
+# Designs per GPU-hour on 30 fresh designs (--seed 1) under the policy the replay of the
+# 2026-12-02 pair chose (bench/early_stop_replay.py; docs/PERFORMANCE.md): eta 4, min peers 2,
+# rungs judged again. The replay then scores the default policy on the same pair.
+bench_run early-stop-seed1 bench.early_stop --space spaces/unified.py --designs 30 --device cuda \
+  --scale gpu --workers 2 --seed 1 --eta 4 --min-peers 2
 # The replication suite (docs/REPLICATION.md): four studies, three seeds and a fitted lr each.
 for paper in sffn hash altup external; do
   run "replicate-$paper" "spaces/replicate/$paper.py" "${REPLICATE_TIMEOUT:-420}" --workers "${WORKERS:-3}"
