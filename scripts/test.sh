@@ -33,5 +33,7 @@ if [ -z "${WORKBENCH_TEST_PG_URL:-}" ]; then
     echo "note: PostgreSQL is not installed (apt-get install postgresql); the PostgreSQL tests will say so" >&2
   fi
 fi
+# Two pytest processes (pytest-xdist), one per core of a CI machine: the suite is CPU-bound and
+# serial it took 16-17 min there; WORKBENCH_TEST_WORKERS=0 runs it in this process.
 # Not exec: the trap above stops the server after pytest; the script exits with pytest's status.
-python3 -m pytest "$@"
+python3 -m pytest -n "${WORKBENCH_TEST_WORKERS:-2}" "$@"
