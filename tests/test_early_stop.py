@@ -399,3 +399,14 @@ def test_bench_runs_both_studies_over_the_same_designs(
         for name in ("full", "early-stop")
     }
     assert params["full"] == params["early-stop"]  # the same designs, in the same order
+
+
+def test_the_cli_flags_build_the_policy() -> None:
+    from workbench.cli._commands import _early_stop
+
+    assert _early_stop(None, 3, 1 / 9, 0.02, 0, True) is None  # off without --early-stop
+    policy = _early_stop("asha", 4, 1 / 9, 0.02, 2, False)
+    assert (policy.eta, policy.peers_needed, policy.recheck) == (4, 2, False)
+    assert _early_stop("asha", 3, 1 / 9, 0.02, 0, True).peers_needed == 3  # 0: eta
+    with pytest.raises(WorkbenchError, match="min_peers -1"):
+        _early_stop("asha", 3, 1 / 9, 0.02, -1, True)

@@ -51,7 +51,7 @@ GracePeriod = Annotated[
     ),
 ]
 MaxRetry = Annotated[int, typer.Option(help="Times the run of a dead worker's trial is queued again.")]
-# Early stopping (workbench/early_stop.py): the same five flags on `run` and `worker`.
+# Early stopping (workbench/early_stop.py): the same six flags on `run` and `worker`.
 EarlyStopMethod = Annotated[
     str | None,
     typer.Option(
@@ -70,6 +70,13 @@ EarlyStopNoiseSd = Annotated[
     typer.Option(
         help="Seed sd of a rung's validation loss until designs with several seeds measure it; "
         "a design within 1.96 sd of the cut is not stopped."
+    ),
+]
+EarlyStopMinPeers = Annotated[
+    int,
+    typer.Option(
+        help="Designs that must have reported at a rung before any stops there (0: eta). A design "
+        "stops only when one no worse elsewhere beats its rung loss beyond the seed noise."
     ),
 ]
 EarlyStopRecheck = Annotated[
@@ -191,6 +198,7 @@ def run(
     early_stop_eta: EarlyStopEta = 3,
     early_stop_min_fraction: EarlyStopMinFraction = 1 / 9,
     early_stop_noise_sd: EarlyStopNoiseSd = 0.02,
+    early_stop_min_peers: EarlyStopMinPeers = 0,
     early_stop_recheck: EarlyStopRecheck = True,
     heartbeat_interval: HeartbeatInterval = 10,
     grace_period: GracePeriod = 30,
@@ -238,7 +246,12 @@ def run(
         workers=workers,
         retrain_duplicates=retrain_duplicates,
         early_stop=_early_stop(
-            early_stop, early_stop_eta, early_stop_min_fraction, early_stop_noise_sd, early_stop_recheck
+            early_stop,
+            early_stop_eta,
+            early_stop_min_fraction,
+            early_stop_noise_sd,
+            early_stop_min_peers,
+            early_stop_recheck,
         ),
         heartbeat=Heartbeat(interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry),
     )
@@ -299,6 +312,7 @@ def worker(
     early_stop_eta: EarlyStopEta = 3,
     early_stop_min_fraction: EarlyStopMinFraction = 1 / 9,
     early_stop_noise_sd: EarlyStopNoiseSd = 0.02,
+    early_stop_min_peers: EarlyStopMinPeers = 0,
     early_stop_recheck: EarlyStopRecheck = True,
 ) -> None:
     """Join (or create) a study in a shared optuna storage and train its trials: one worker per GPU,
@@ -333,7 +347,12 @@ def worker(
         retrain_duplicates=retrain_duplicates,
         heartbeat=Heartbeat(interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry),
         early_stop=_early_stop(
-            early_stop, early_stop_eta, early_stop_min_fraction, early_stop_noise_sd, early_stop_recheck
+            early_stop,
+            early_stop_eta,
+            early_stop_min_fraction,
+            early_stop_noise_sd,
+            early_stop_min_peers,
+            early_stop_recheck,
         ),
     )
     with _warnings_as_lines():
@@ -347,13 +366,22 @@ def worker(
         raise typer.Exit(130)
 
 
-def _early_stop(method: str | None, eta: int, min_fraction: float, noise_sd: float, recheck: bool) -> Any:
+def _early_stop(
+    method: str | None, eta: int, min_fraction: float, noise_sd: float, min_peers: int, recheck: bool
+) -> Any:
     """The :class:`~workbench.early_stop.EarlyStop` of the --early-stop flags; None when off."""
     from workbench.early_stop import EarlyStop
 
     if not method:
         return None
-    return EarlyStop(method=method, eta=eta, min_fraction=min_fraction, noise_sd=noise_sd, recheck=recheck)
+    return EarlyStop(
+        method=method,
+        eta=eta,
+        min_fraction=min_fraction,
+        noise_sd=noise_sd,
+        min_peers=min_peers,
+        recheck=recheck,
+    )
 
 
 def _outcome_line(outcome: Any) -> str:
