@@ -32,7 +32,6 @@ import argparse
 import heapq
 import json
 import lzma
-import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -143,8 +142,8 @@ def replay(
     passed: dict[int, list[str]] = {}
     completed: list[int] = []
     stopped: dict[int, tuple[str, int]] = {}
-    if summary_name_check := [d for d in designs if d.run_seconds <= 0]:
-        raise ValueError(f"designs without a run time: {[d.number for d in summary_name_check]}")
+    if untimed := [d.number for d in designs if d.run_seconds <= 0]:
+        raise ValueError(f"designs without a run time: {untimed}")
     queue = list(designs)
     clock = [(offset, w) for w, offset in enumerate(offsets)]
     heapq.heapify(clock)
@@ -292,8 +291,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows,
         )
     )
-    if not math.isfinite(full.wall):
-        return 1
     return 0
 
 

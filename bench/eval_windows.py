@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from bench.common import md_table
+from workbench.cli._commands import _parse_override
 from workbench.config import DataConfig, TrialConfig
 from workbench.data import eval_batches, get_tokenizer, load_text, prepare_tokens
 from workbench.data.corpus import cache_root
@@ -125,7 +126,7 @@ def _varies(space: Any, name: str) -> bool:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     overrides = dict(CPU_SCALE) if args.scale == "cpu" else {}
-    overrides.update(_parse_sets(args.set))
+    overrides.update(_parse_override(item) for item in args.set)
     if args.tokens:
         overrides["train.tokens"] = args.tokens
     found = designs(args.space, overrides, args.lr)
@@ -139,22 +140,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
     for label, cfg in found:
+        # The scoring sets depend on the design's shape only: built once, scored under every seed.
+        t, seq_len = cfg.train, cfg.model.seq_len
+        batch = t.batch_size
+        sets = {
+            "head": eval_batches(data.val, seq_len, t.eval_tokens, batch, device, "head"),
+            "spread": eval_batches(data.val, seq_len, t.eval_tokens, batch, device, "spread"),
+        }
+        per_source = max(seq_len, t.eval_tokens // len(spans))
+        for name, lo, hi in spans:
+            if hi - lo > seq_len + 1:
+                sets[name] = eval_batches(data.val[lo:hi], seq_len, per_source, batch, device)
+        dtype = resolve_dtype(t.dtype, device)
         for seed in args.seeds:
-            cfg_s = replace(cfg, train=replace(cfg.train, seed=seed, eval_windows="spread"))
-            t = cfg_s.train
-            batch = t.batch_size
-            sets = {
-                "head": eval_batches(data.val, cfg.model.seq_len, t.eval_tokens, batch, device, "head"),
-                "spread": eval_batches(data.val, cfg.model.seq_len, t.eval_tokens, batch, device, "spread"),
-            }
-            per_source = max(cfg.model.seq_len, t.eval_tokens // len(spans))
-            for name, lo, hi in spans:
-                if hi - lo > cfg.model.seq_len + 1:
-                    sets[name] = eval_batches(data.val[lo:hi], cfg.model.seq_len, per_source, batch, device)
+            cfg_s = replace(cfg, train=replace(t, seed=seed, eval_windows="spread"))
             torch.manual_seed(seed)
             model = GPT(cfg_s.model, data.vocab_size).to(device)
             result = train(cfg_s, model, data.train, sets["spread"], device)
-            dtype = resolve_dtype(t.dtype, device)
             losses = {name: evaluate(model, batches, dtype) for name, batches in sets.items()}
             rows.append(
                 {"design": label, "seed": seed, "lr": t.lr, "train_seconds": result.train_seconds, **losses}
@@ -177,17 +179,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "val_tokens": len(data.val),
         "runs": rows,
     }
-
-
-def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        name, _, raw = item.partition("=")
-        try:
-            out[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[name] = raw
-    return out
 
 
 def report(result: dict[str, Any]) -> str:

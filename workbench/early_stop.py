@@ -32,8 +32,8 @@ Judged again (``recheck``, on by default): at every later evaluation of a run (t
 rule, its value there against every design that has reported there by now. Without it, the first
 designs of a study pass their rungs with few peers (fewer than ``min_peers``, or a handful with
 two workers) and train to the end however they compare later: in the 30-design H200 run of
-2026-12-02, four of the first six designs completed that the rung, judged with all 30 peers,
-stops (docs/PERFORMANCE.md, "Designs per GPU-hour"). Judged again, a run stops as soon as the
+2026-12-02, four of the first six designs completed though the first rung, judged with all 30
+peers, stops them (docs/PERFORMANCE.md, "Designs per GPU-hour"). Judged again, a run stops as soon as the
 rung says so, so the study's outcome comes closer to synchronous successive halving's, which
 judges each rung with every design, without its barrier.
 
