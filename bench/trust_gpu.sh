@@ -5,10 +5,12 @@
 # The host reaches no registry, so it gets what it lacks from the working tree: wheels in .whl/
 # (../shared/gpu/wheels.sh) and the en-mix export in corpora/en-mix.txt.xz
 # (`workbench data --corpus en-mix --export corpora/en-mix.txt.xz`). Each study writes its own
-# journal and DuckDB file, packed at the end into $OUT/trust-runs.tgz (the device tool returns
-# at most 8 files); `workbench ingest --storage X.journal --store ...` merges them into the
-# stores in store/ afterwards, so the reports regenerate without a GPU. ONLY="a b" runs only
-# the studies whose names are listed.
+# journal and DuckDB file, packed when it ends into $OUT/NAME.tgz; `workbench ingest --storage
+# X.journal --store ...` merges them into the stores in store/ afterwards, so the reports
+# regenerate without a GPU. ONLY="a b" runs only the studies whose names are listed. Studies
+# whose timing is not the point can run side by side on the one GPU, one invocation each
+# (`ONLY=a bash bench/trust_gpu.sh & ONLY=b bash bench/trust_gpu.sh & wait`): each packs only
+# its own files.
 set -euo pipefail
 OUT=${OUT:-/tmp/trust-out}
 RUNS=${RUNS:-/tmp/trust-runs}
@@ -35,7 +37,7 @@ run() {  # run NAME SPACE TIMEOUT [ARGS...]: one study, its own journal and stor
     > "$RUNS/$name.log" 2>&1 || echo "study $name exited $?"
   echo "study $name: $((SECONDS - t0)) s"
   # Packed after every study, so a call cut off at its time limit still returns the finished ones.
-  tar czf "$OUT/trust-runs.tgz" -C "$RUNS" .
+  tar czf "$OUT/$name.tgz" -C "$RUNS" "$name.journal" "$name.duckdb" "$name.log" || true
 }
 
 t0=$SECONDS
@@ -71,7 +73,7 @@ bench_run() {  # bench_run NAME MODULE [ARGS...]: a bench script, its output fol
   local t0=$SECONDS
   python3 -m "$module" "$@" --out "$RUNS/$name" > "$RUNS/$name.log" 2>&1 || echo "bench $name exited $?"
   echo "bench $name: $((SECONDS - t0)) s"
-  tar czf "$OUT/trust-runs.tgz" -C "$RUNS" .
+  tar czf "$OUT/$name.tgz" -C "$RUNS" "$name" "$name.log" || true
 }
 # Where the validation windows lie (docs/METHODOLOGY.md): the S-FFN designs, each model scored
 # at the head of the validation split and spread over it (10M tokens, two seeds, lr 2e-3).
