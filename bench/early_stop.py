@@ -335,7 +335,7 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="spaces/unified.py")
     parser.add_argument("--designs", type=int, default=30)
@@ -346,8 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--corpus", help="data.corpus (default: the scale's or the space's)")
     parser.add_argument("--lr", choices=["sampled", "tuned"], default="sampled")
     parser.add_argument("--flops-cap", type=float, default=1.15)
-    parser.add_argument("--eta", type=int, default=3)
-    parser.add_argument("--min-fraction", type=Fraction, default=Fraction(1, 9))
+    parser.add_argument("--eta", type=int, default=EarlyStop().eta)
+    parser.add_argument(
+        "--min-fraction", type=Fraction, default=Fraction(EarlyStop().min_fraction).limit_denominator(1000)
+    )
     parser.add_argument("--noise-sd", type=float, default=EarlyStop().noise_sd)
     parser.add_argument(
         "--min-peers", type=int, default=0, help="designs needed at a rung before any stops (0: eta)"
@@ -359,7 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     import optuna
 
@@ -374,12 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     designs = sample_designs(space, args.designs, args.seed, declared.cover_points())
-    policy = EarlyStop(
-        eta=args.eta,
-        min_fraction=float(args.min_fraction),
-        noise_sd=args.noise_sd,
-        recheck=not args.no_recheck,
-    )
+    policy = policy_of(args)
     policy.check(space.objectives)
     warm_up(space, designs[0], args.device)
 
@@ -415,6 +416,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock.unlink()
     print(report(result))
     return 0
+
+
+def policy_of(args: argparse.Namespace) -> EarlyStop:
+    """The early-stopping policy the command line asks for."""
+    return EarlyStop(
+        eta=args.eta,
+        min_fraction=float(args.min_fraction),
+        noise_sd=args.noise_sd,
+        min_peers=args.min_peers,
+        recheck=not args.no_recheck,
+    )
 
 
 def _sample_with(space: Space, values: dict[str, Any]) -> Sample:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import json
 import lzma
 import tempfile
@@ -66,7 +67,13 @@ class Design:
             return self.measured_rungs[rung]
         step = float(Fraction(rung) * self.steps)
         xs = sorted(self.curve)
+        if step < xs[0]:  # np.interp would clamp to the first evaluation: a made-up value
+            raise Unreplayable(f"rung {rung}: design {self.number} has no loss before step {xs[0]}")
         return float(np.interp(step, xs, [self.curve[x] for x in xs]))
+
+
+class Unreplayable(ValueError):
+    """A policy whose rungs fall where the stored pair has no loss for some design."""
 
 
 def load_trials(path: Path) -> list[Any]:
@@ -221,6 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--etas", type=int, nargs="+", default=[3, 4])
     parser.add_argument("--min-peers", type=int, nargs="+", default=[0, 2], help="0: eta (the default)")
+    parser.add_argument(
+        "--min-fractions",
+        type=Fraction,
+        nargs="+",
+        help="first rungs to try, as fractions of the budget (default: the measured policy's); a rung "
+        "before the full study's first evaluation is replayable only where the pair measured it",
+    )
     args = parser.parse_args(argv)
     designs, summary, offsets = load_designs(args.folder)
     workers = int(summary["workers"])
@@ -251,26 +265,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             "—",
         ]
     ]
-    for eta in args.etas:
-        for min_peers in args.min_peers:
-            for recheck in (False, True):
-                policy = EarlyStop(
-                    **{**base.to_dict(), "eta": eta, "min_peers": min_peers, "recheck": recheck}
-                )
-                out = replay(designs, policy, offsets, fixed_early)
-                recall = len(full_front & front(designs, out.completed)) / len(full_front)
-                name = f"eta {eta}, min peers {policy.peers_needed}" + (", recheck" if recheck else "")
-                rows.append(
-                    [
-                        name,
-                        f"{out.wall:.1f} s",
-                        len(out.completed),
-                        len(out.stopped),
-                        f"{3600 * len(designs) / out.wall:.0f}",
-                        f"{full.wall / out.wall:.2f}×",
-                        f"{100 * recall:.0f}% ({len(full_front & set(out.completed))} of {len(full_front)})",
-                    ]
-                )
+    fractions = args.min_fractions or [Fraction(base.min_fraction).limit_denominator(1000)]
+    for fraction, eta, min_peers, recheck in itertools.product(
+        fractions, args.etas, args.min_peers, (False, True)
+    ):
+        policy = EarlyStop(
+            **{
+                **base.to_dict(),
+                "eta": eta,
+                "min_fraction": float(fraction),
+                "min_peers": min_peers,
+                "recheck": recheck,
+            }
+        )
+        name = f"first rung {fraction}, eta {eta}, min peers {policy.peers_needed}" + (
+            ", recheck" if recheck else ""
+        )
+        try:
+            out = replay(designs, policy, offsets, fixed_early)
+        except Unreplayable as exc:
+            rows.append([name, "—", "—", "—", "—", "—", f"not replayable: {exc}"])
+            continue
+        recall = len(full_front & front(designs, out.completed)) / len(full_front)
+        rows.append(
+            [
+                name,
+                f"{out.wall:.1f} s",
+                len(out.completed),
+                len(out.stopped),
+                f"{3600 * len(designs) / out.wall:.0f}",
+                f"{full.wall / out.wall:.2f}×",
+                f"{100 * recall:.0f}% ({len(full_front & set(out.completed))} of {len(full_front)})",
+            ]
+        )
     print(f"Replay of {args.folder} ({summary['device']}, {len(designs)} designs, {workers} workers).")
     print(
         f"Measured: full {studies['full']['wall_s']:.1f} s, early stop {studies['early-stop']['wall_s']:.1f} s "

@@ -84,6 +84,10 @@ bench_run eval-windows bench.eval_windows --space spaces/replicate/sffn.py --see
 # rungs judged again. The replay then scores the default policy on the same pair.
 bench_run early-stop-seed1 bench.early_stop --space spaces/unified.py --designs 30 --device cuda \
   --scale gpu --workers 2 --seed 1 --eta 4 --min-peers 2
+# The default policy since 2026-12-03 (first rung at 2/9 of the budget, eta 3, recheck) on a
+# third set of 30 designs (--seed 2): the seed-1 pair lost its best design at a first rung of 1/9.
+bench_run early-stop-seed2 bench.early_stop --space spaces/unified.py --designs 30 --device cuda \
+  --scale gpu --workers 2 --seed 2
 # The replication suite (docs/REPLICATION.md): four studies, three seeds and a fitted lr each.
 for paper in sffn hash altup external; do
   run "replicate-$paper" "spaces/replicate/$paper.py" "${REPLICATE_TIMEOUT:-420}" --workers "${WORKERS:-3}"

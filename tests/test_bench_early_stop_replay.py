@@ -10,6 +10,8 @@ from bench import early_stop_replay as replay_bench
 from workbench.early_stop import EarlyStop
 
 RUNS = Path(__file__).resolve().parents[1] / "store" / "runs" / "early-stop-2026-12-02"
+# The second pair: 30 other designs (--seed 1), where a first rung at 1/9 lost the best design.
+RUNS_SEED1 = RUNS.with_name("early-stop-2026-12-03-seed1")
 
 
 @pytest.fixture(scope="module")
@@ -44,4 +46,22 @@ def test_judging_again_stops_at_least_as_many_and_keeps_the_front(stored) -> Non
 def test_the_cli_prints_the_self_check_and_the_policies(capsys: pytest.CaptureFixture[str]) -> None:
     assert replay_bench.main([str(RUNS), "--etas", "3", "--min-peers", "0"]) == 0
     out = capsys.readouterr().out
-    assert "Self-check" in out and "| eta 3, min peers 3, recheck |" in out
+    assert "Self-check" in out and "| first rung 1/9, eta 3, min peers 3, recheck |" in out
+
+
+def test_a_first_rung_at_one_ninth_loses_a_late_starter_that_two_ninths_keeps() -> None:
+    designs, summary, offsets = replay_bench.load_designs(RUNS_SEED1)
+    full_front = replay_bench.front(designs, [d.number for d in designs])
+    early_rung = replay_bench.replay(designs, EarlyStop(min_fraction=1 / 9), offsets, fixed_s=0.64)
+    lost = full_front - set(early_rung.completed)
+    assert [designs[n].kind for n in lost] == ["token_table"]  # the study's best design
+    assert replay_bench.front(designs, early_rung.completed) != full_front
+    later_rung = replay_bench.replay(designs, EarlyStop(min_fraction=2 / 9), offsets, fixed_s=0.64)
+    assert full_front <= set(later_rung.completed)
+    assert later_rung.wall < 0.6 * replay_bench.replay(designs, None, offsets, fixed_s=0.82).wall
+
+
+def test_a_rung_before_the_first_evaluation_is_not_made_up() -> None:
+    designs, _, offsets = replay_bench.load_designs(RUNS_SEED1)
+    with pytest.raises(replay_bench.Unreplayable, match="no loss before step"):
+        replay_bench.replay(designs, EarlyStop(min_fraction=1 / 27), offsets, fixed_s=0.64)

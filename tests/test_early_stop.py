@@ -45,9 +45,9 @@ def decide(design: str, points: list[RungPoint], noise_sd: float = 0.0, eta: int
 
 def test_rungs_are_eta_apart_and_fall_on_steps_before_the_last() -> None:
     policy = EarlyStop()
-    assert policy.rungs() == (Fraction(1, 9), Fraction(1, 3))
-    assert policy.rung_steps(90) == {10: "1/9", 30: "1/3"}
-    assert policy.rung_steps(3) == {1: "1/3"}  # 1/9 of 3 steps rounds to step 0: no rung there
+    assert policy.rungs() == (Fraction(2, 9), Fraction(2, 3))
+    assert policy.rung_steps(90) == {20: "2/9", 60: "2/3"}
+    assert policy.rung_steps(2) == {1: "2/3"}  # 2/9 of 2 steps rounds to step 0: no rung there
     assert EarlyStop(eta=2, min_fraction=0.1).rungs() == tuple(Fraction(k, 10) for k in (1, 2, 4, 8))
     for bad in ({"eta": 1}, {"min_fraction": 1.0}, {"method": "hyperband"}, {"noise_sd": -1.0}):
         with pytest.raises(WorkbenchError):
@@ -299,7 +299,7 @@ def test_stopped_runs_are_stored_pruned_with_their_curve_and_rung(stopped_study:
     pruned = [r for r in rows if r[1] == "pruned"]
     assert pruned, "no design was stopped"
     for number, _, state, error, ppl, tokens, rung in pruned:
-        assert state == "PRUNED" and ppl is None and rung in ("1/9", "1/3")
+        assert state == "PRUNED" and ppl is None and rung in {str(r) for r in EarlyStop().rungs()}
         assert error.startswith(f"dominated at rung {rung}: val loss ")
         step = EarlyStop().rung_steps(TOKENS // (8 * 32))
         at = {v: k for k, v in step.items()}[rung]
@@ -377,7 +377,7 @@ def test_two_workers_share_the_rungs(tiny_space_file: Path, tmp_path: Path) -> N
     pruned = trials[trials["status"] == "pruned"]
     assert len(pruned) and pruned["error"].str.startswith("dominated at rung").all()
     rungs = [json.loads(m).get("rung") for m in pruned["metrics_json"]]
-    assert all(r in ("1/9", "1/3") for r in rungs)
+    assert all(r in {str(r) for r in EarlyStop().rungs()} for r in rungs)
 
 
 def test_bench_runs_both_studies_over_the_same_designs(
@@ -410,3 +410,28 @@ def test_the_cli_flags_build_the_policy() -> None:
     assert _early_stop("asha", 3, 1 / 9, 0.02, 0, True).peers_needed == 3  # 0: eta
     with pytest.raises(WorkbenchError, match="min_peers -1"):
         _early_stop("asha", 3, 1 / 9, 0.02, -1, True)
+
+
+def test_the_cli_defaults_are_the_policy_defaults() -> None:
+    import inspect
+
+    from workbench.cli import _commands
+
+    policy = EarlyStop()
+    for command in (_commands.run, _commands.worker):
+        defaults = {k: p.default for k, p in inspect.signature(command).parameters.items()}
+        assert defaults["early_stop_eta"] == policy.eta
+        assert defaults["early_stop_min_fraction"] == pytest.approx(policy.min_fraction)
+        assert defaults["early_stop_noise_sd"] == policy.noise_sd
+        assert defaults["early_stop_min_peers"] == policy.min_peers
+        assert defaults["early_stop_recheck"] == policy.recheck
+
+
+def test_the_bench_runs_the_policy_its_flags_name() -> None:
+    from bench.early_stop import build_parser, policy_of
+
+    assert policy_of(build_parser().parse_args([])) == EarlyStop()
+    flags = ["--eta", "4", "--min-fraction", "1/5", "--min-peers", "2", "--noise-sd", "0.03", "--no-recheck"]
+    assert policy_of(build_parser().parse_args(flags)) == EarlyStop(
+        eta=4, min_fraction=0.2, min_peers=2, noise_sd=0.03, recheck=False
+    )

@@ -3,8 +3,8 @@
 optuna prunes single-objective studies only (``trial.report`` takes one value; optuna issue
 #3450), so the workbench keeps its own rungs, as ASHA does (Li et al., "A System for Massively
 Parallel Hyperparameter Tuning", MLSys 2020). A run evaluates at fractions of its token budget,
-the rungs ``min_fraction * eta**i`` below 1 (1/9 and 1/3 for eta 3), and records its validation
-loss there in the trial user attr ``wb.rungs`` (``{"1/9": 5.12}``). Every worker reads the
+the rungs ``min_fraction * eta**i`` below 1 (2/9 and 2/3 for eta 3), and records its validation
+loss there in the trial user attr ``wb.rungs`` (``{"2/9": 5.12}``). Every worker reads the
 others' from the study, and a run is judged against the designs that have reported at its rung
 so far: no barrier, so any number of workers share one study.
 
@@ -78,7 +78,10 @@ class EarlyStop:
 
     method: str = "asha"
     eta: int = 3  # keep the best 1/eta at each rung; rungs are eta times apart
-    min_fraction: float = 1 / 9  # the first rung, as a fraction of the token budget
+    # The first rung, as a fraction of the token budget. Not 1/9: in the H200 pair of 2026-12-03
+    # a token table 0.07 nats behind at 1/9 of its budget was 0.3 ahead at 1/5 and ended the
+    # study's best design (docs/PERFORMANCE.md, "Designs per GPU-hour").
+    min_fraction: float = 2 / 9
     min_peers: int = 0  # designs needed at a rung before any stops there; 0: eta
     noise_sd: float = DEFAULT_NOISE_SD  # seed sd of a rung loss until designs with seeds measure it
     recheck: bool = True  # judge passed rungs again at later evaluations, against the peers by then
@@ -105,7 +108,7 @@ class EarlyStop:
         return self.min_peers or self.eta
 
     def rungs(self) -> tuple[Fraction, ...]:
-        """The rungs as fractions of the token budget, e.g. ``(1/9, 1/3)``."""
+        """The rungs as fractions of the token budget, e.g. ``(2/9, 2/3)``."""
         first = Fraction(self.min_fraction).limit_denominator(1000)
         out: list[Fraction] = []
         while first * self.eta ** len(out) < 1:
