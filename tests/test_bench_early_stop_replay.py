@@ -50,7 +50,7 @@ def test_the_cli_prints_the_self_check_and_the_policies(capsys: pytest.CaptureFi
 
 
 def test_a_first_rung_at_one_ninth_loses_a_late_starter_that_two_ninths_keeps() -> None:
-    designs, summary, offsets = replay_bench.load_designs(RUNS_SEED1)
+    designs, _, offsets = replay_bench.load_designs(RUNS_SEED1)
     full_front = replay_bench.front(designs, [d.number for d in designs])
     early_rung = replay_bench.replay(designs, EarlyStop(min_fraction=1 / 9), offsets, fixed_s=0.64)
     lost = full_front - set(early_rung.completed)

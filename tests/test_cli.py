@@ -481,3 +481,12 @@ def test_workers_on_postgresql_share_a_target_retry_a_killed_trial_and_follow_in
     rows = Store.open(store, read_only=True).sql("SELECT trial_number, status FROM trials ORDER BY 1")
     assert list(rows.trial_number) == [t.number for t in finished]
     assert list(rows.status) == [t.user_attrs[record.STATUS] for t in finished]
+
+
+def test_show_prints_every_choice_of_a_space() -> None:
+    # A choice list such as [true, false] is printed as written, not read as rich markup.
+    root = Path(__file__).resolve().parents[1]
+    result = cli("show", str(root / "spaces" / "replicate" / "altup_decay.py"), env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert '{"choices": [true, false]}' in result.stdout
+    assert '{"choices": ["altup", "recycled"]}' in result.stdout

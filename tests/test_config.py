@@ -7,6 +7,7 @@ import pytest
 from workbench.config import DataConfig, ModelConfig, TrainConfig, TrialConfig, trial_config_from_flat
 from workbench.errors import ConfigError
 from workbench.memory.switch import SwitchConfig
+from workbench.record import config_digest
 
 # Every field is spelled out, so the hash below depends on the serialisation and the set of
 # fields, not on today's defaults.
@@ -43,6 +44,7 @@ PINNED = TrialConfig(
         dtype="auto",
         compile=False,
         master_weights=True,
+        altup_weight_decay=False,
         seed=7,
     ),
 )
@@ -58,6 +60,7 @@ def test_config_hash_is_pinned() -> None:
     # train gained memory_value_lr_scale and sparse_values (2026-12-02)
     # model gained ffn_init (2026-12-03); "layer", the init before it, stays out of the digest.
     # train gained eval_windows (2026-12-03); "head", the windows before it, stays out too.
+    # train gained altup_weight_decay (2026-12-03), left out of the digest without AltUp.
     assert PINNED.config_hash() == "c435a74bc57e552a"
 
 
@@ -81,6 +84,24 @@ def test_spread_eval_windows_hash_apart_from_the_stored_runs() -> None:
     spread = replace(PINNED, train=replace(PINNED.train, eval_windows="spread"))
     assert spread.config_hash() != PINNED.config_hash()
     assert spread.design_hash() != PINNED.design_hash()
+
+
+def test_altup_weight_decay_rehashes_altup_designs_only() -> None:
+    # Stored AltUp runs decayed AltUp's scalars (the legacy True); without AltUp the knob
+    # cannot change a run, so no other design's hash moves with it.
+    from dataclasses import replace
+
+    assert TrainConfig().altup_weight_decay is False
+    for value in (False, True):
+        plain = replace(PINNED, train=replace(PINNED.train, altup_weight_decay=value))
+        assert plain.config_hash() == PINNED.config_hash()
+    altup = replace(PINNED, model=replace(PINNED.model, altup_k=2))
+    legacy = replace(altup, train=replace(altup.train, altup_weight_decay=True))
+    stored = altup.to_dict()
+    del stored["train"]["altup_weight_decay"]  # a run stored before the knob existed
+    assert legacy.config_hash() == config_digest(stored)
+    assert altup.config_hash() != legacy.config_hash()
+    assert altup.design_hash() != legacy.design_hash()
 
 
 def test_an_unknown_eval_placement_names_the_field() -> None:

@@ -204,6 +204,25 @@ def test_pkm_value_tables_train_without_weight_decay_at_the_scaled_rate() -> Non
     assert set(grouped) == {id(p) for p in model.parameters()}  # nothing missing
 
 
+@pytest.mark.parametrize("variant", ["altup", "recycled", "sequence"])
+def test_altups_mixing_scalars_get_no_weight_decay_unless_asked(variant: str) -> None:
+    # They start at the identity and at one: decay would pull them towards zero, i.e. towards
+    # a model whose blocks neither predict nor correct each other.
+    model_cfg = ModelConfig(seq_len=16, d_model=16, n_layers=2, n_heads=2, altup_k=2, altup_variant=variant)
+    scalars = {id(p) for p in GPT(model_cfg, VOCAB).altup.mixing_parameters()}
+    assert scalars
+    for legacy in (False, True):
+        cfg = TrialConfig(model=model_cfg, train=TrainConfig(altup_weight_decay=legacy))
+        model = GPT(model_cfg, VOCAB)
+        decay, _ = make_optimizer(model, cfg, torch.device("cpu")).param_groups
+        mixing = model.altup.mixing_parameters()
+        decayed = {id(p) for p in decay["params"]}
+        # The legacy rule decayed whatever had two or more dimensions.
+        assert {id(p) for p in mixing if legacy and p.dim() >= 2} == {id(p) for p in mixing} & decayed
+        assert any(p.dim() >= 2 for p in decay["params"])  # the matrices keep theirs
+    assert len(scalars) == 2
+
+
 def test_the_schedule_keeps_each_groups_ratio() -> None:
     cfg = pkm_config(memory_value_lr_scale=4.0)
     for capturable in (False, True):  # float rates, and one device tensor per group

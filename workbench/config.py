@@ -104,6 +104,12 @@ class TrainConfig:
     gradient this step, moments included (workbench/train/sparse_adamw.py says why it is off by
     default: at the workbench's shapes every row is read every step).
 
+    ``altup_weight_decay``: whether AltUp's predict and correct scalars (identity and ones at
+    init) get the weight decay of the matrices. False, the default: decay would pull the mixing
+    towards zero, away from the identity, which is not a regulariser of a scalar's size. True is
+    what every AltUp run stored before 2026-12-03 trained with (the optimizer then decayed every
+    parameter of two or more dimensions) and stays out of the digest; no effect without AltUp.
+
     ``eval_windows``: where the ``eval_tokens`` validation windows lie in the validation split,
     ``spread`` evenly over all of it (the default) or ``head`` at its start, which, for a corpus
     made of sources one after another, is the first source alone (``workbench.data.eval_batches``).
@@ -127,6 +133,7 @@ class TrainConfig:
     master_weights: bool = True
     memory_value_lr_scale: float = 1.0
     sparse_values: bool = False
+    altup_weight_decay: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

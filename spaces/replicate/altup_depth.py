@@ -31,6 +31,9 @@ space = Space(
         # Scored on the head of the validation split, as every stored run of the suite was;
         # docs/METHODOLOGY.md ("Where the validation windows lie") says what that measures.
         "train.eval_windows": "head",
+        # Trained as every stored run of it was: AltUp's mixing scalars under weight decay
+        # (spaces/replicate/altup_decay.py measures what that cost).
+        "train.altup_weight_decay": True,
     },
     objectives=[Objective("val_ppl", "minimize"), Objective("flops_per_token", "minimize")],
     budget=Budget(tokens=24_000_000),

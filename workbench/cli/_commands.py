@@ -548,6 +548,8 @@ def show(space_file: Annotated[str, typer.Argument(help="Space file to describe.
     """Describe a search space: parameters, conditions, constraints, objectives, budget."""
     from rich.table import Table
 
+    from rich.markup import escape
+
     from workbench.space import load_space
 
     space = load_space(space_file)
@@ -556,15 +558,16 @@ def show(space_file: Annotated[str, typer.Argument(help="Space file to describe.
         spec = p.to_json()
         when = spec.pop("when") or ""
         spec.pop("type", None)
+        # Escaped: rich reads "[true, false]" as a style tag and prints nothing of it.
         table.add_row(
-            name,
-            f"{type(p).__name__} {json.dumps({k: v for k, v in spec.items() if v is not None})}",
-            str(when),
+            escape(name),
+            escape(f"{type(p).__name__} {json.dumps({k: v for k, v in spec.items() if v is not None})}"),
+            escape(str(when)),
         )
     console = _console()
     console.print(table)
     for c in space.constraints:
-        console.print(f"constraint: {c.label()}  [{c.expr}]")
+        console.print(escape(f"constraint: {c.label()}  [{c.expr}]"))
     console.print(f"objectives: {', '.join(f'{o.direction} {o.metric}' for o in space.objectives)}")
     console.print(
         f"budget: {space.budget.tokens} tokens, {space.budget.seconds or 'no'} seconds; trials: {space.trials}"

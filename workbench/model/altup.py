@@ -145,6 +145,10 @@ class AltUp(nn.Module):
             aux = aux + layer_aux
         return torch.stack(xs).mean(0), aux
 
+    def mixing_parameters(self) -> list[nn.Parameter]:
+        """The predict and correct scalars: no weight decay unless ``train.altup_weight_decay``."""
+        return [self.predict_LKK, self.correct_LK]
+
     def head_weight(self, wte_VX: torch.Tensor) -> torch.Tensor:
         """The tied LM head ``[V, D]``: the mean of the K embedding slices."""
         if self.recycled:
@@ -200,6 +204,9 @@ class SequenceAltUp(nn.Module):
             x_BTD = x_BGKD.view(B, G * K, D)[:, s : s + T]
             aux = aux + layer_aux
         return x_BTD, aux
+
+    def mixing_parameters(self) -> list[nn.Parameter]:
+        return [self.predict_L2, self.correct_L]
 
     def head_weight(self, wte_VD: torch.Tensor) -> torch.Tensor:
         return wte_VD

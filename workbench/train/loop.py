@@ -95,10 +95,22 @@ def memory_value_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return list(out.values())
 
 
+def mixing_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Scalars kept in tensors of two or more dimensions (AltUp's ``mixing_parameters()``): not
+    matrices, so the matrices' weight decay does not apply to them."""
+    out: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        hook = getattr(module, "mixing_parameters", None)
+        if callable(hook):
+            out.update((id(p), p) for p in hook() if p.requires_grad)
+    return list(out.values())
+
+
 def make_optimizer(
     model: torch.nn.Module, cfg: TrialConfig, device: torch.device, capturable: bool = False
 ) -> torch.optim.Optimizer:
-    """AdamW over three groups: weight decay on matrices, none on vectors, and the memory value
+    """AdamW over three groups: weight decay on matrices, none on vectors and scalars
+    (:func:`mixing_parameters`, unless ``train.altup_weight_decay``), and the memory value
     tables (:func:`memory_value_parameters`) without weight decay at ``lr`` times
     ``train.memory_value_lr_scale`` (the group's ``lr_scale``, which :meth:`TrainStep.set_lr`
     applies to the schedule). An empty group is left out.
@@ -118,9 +130,18 @@ def make_optimizer(
     values = memory_value_parameters(model)
     is_value = {id(p) for p in values}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in is_value]
+    is_scalar = set() if t.altup_weight_decay else {id(p) for p in mixing_parameters(model)}
     groups: list[dict[str, Any]] = [
-        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": t.weight_decay, "lr_scale": 1.0},
-        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0},
+        {
+            "params": [p for p in rest if p.dim() >= 2 and id(p) not in is_scalar],
+            "weight_decay": t.weight_decay,
+            "lr_scale": 1.0,
+        },
+        {
+            "params": [p for p in rest if p.dim() < 2 or id(p) in is_scalar],
+            "weight_decay": 0.0,
+            "lr_scale": 1.0,
+        },
         {"params": values, "weight_decay": 0.0, "lr_scale": t.memory_value_lr_scale},
     ]
     groups = [{**g, "lr": t.lr * g["lr_scale"]} for g in groups if g["params"]]
