@@ -231,6 +231,18 @@ def front(designs: Sequence[Design], numbers: Sequence[int]) -> set[int]:
     return {d.number for d, on in zip(chosen, dominance_mask(costs), strict=True) if on}
 
 
+def _row(name: str, out: Outcome, n_designs: int, full_wall: float, recall: str) -> list[Any]:
+    return [
+        name,
+        f"{out.wall:.1f} s",
+        len(out.completed),
+        len(out.stopped),
+        f"{3600 * n_designs / out.wall:.0f}",
+        f"{full_wall / out.wall:.2f}×",
+        recall,
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__)
     parser.add_argument(
@@ -299,34 +311,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append([name, "—", "—", "—", "—", "—", f"not replayable: {exc}"])
             continue
         recall = len(full_front & front(designs, out.completed)) / len(full_front)
-        rows.append(
-            [
-                name,
-                f"{out.wall:.1f} s",
-                len(out.completed),
-                len(out.stopped),
-                f"{3600 * len(designs) / out.wall:.0f}",
-                f"{full.wall / out.wall:.2f}×",
-                f"{100 * recall:.0f}% ({len(full_front & set(out.completed))} of {len(full_front)})",
-            ]
-        )
+        kept = f"{100 * recall:.0f}% ({len(full_front & set(out.completed))} of {len(full_front)})"
+        rows.append(_row(name, out, len(designs), full.wall, kept))
     for fraction in fractions:
         first = EarlyStop(**{**base.to_dict(), "min_fraction": float(fraction)})
         try:
             out = replay(designs, first, offsets, fixed_early, oracle=full_front)
         except Unreplayable:
             continue
-        rows.append(
-            [
-                f"oracle: all but the final front stop at {fraction}",
-                f"{out.wall:.1f} s",
-                len(out.completed),
-                len(out.stopped),
-                f"{3600 * len(designs) / out.wall:.0f}",
-                f"{full.wall / out.wall:.2f}×",
-                "100% (by construction)",
-            ]
-        )
+        name = f"oracle: all but the final front stop at {fraction}"
+        rows.append(_row(name, out, len(designs), full.wall, "100% (by construction)"))
     print(f"Replay of {args.folder} ({summary['device']}, {len(designs)} designs, {workers} workers).")
     print(
         f"Measured: full {studies['full']['wall_s']:.1f} s, early stop {studies['early-stop']['wall_s']:.1f} s "

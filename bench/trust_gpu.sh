@@ -61,11 +61,12 @@ run replicate-probe-warmup spaces/replicate/probe_warmup.py 120 --workers "${WOR
 run replicate-init spaces/replicate/init_scale.py "${INIT_TIMEOUT:-300}" --workers "${WORKERS:-3}"
 run replicate-avgk-collapse spaces/replicate/avgk_collapse.py "${COLLAPSE_TIMEOUT:-240}" --workers "${WORKERS:-3}"
 # The next ablations of docs/REPLICATION.md (2026-12-03): AltUp at 8 layers, PKM's rates, Switch
-# at 4e-3 with and without the router z-loss.
-for ablation in altup_depth pkm_rate switch_rate; do
+# at 4e-3 with and without the router z-loss, AltUp with and without decay on its mixing scalars.
+for ablation in altup_depth pkm_rate switch_rate altup_decay; do
   run "replicate-${ablation//_/-}" "spaces/replicate/$ablation.py" "${ABLATION_TIMEOUT:-300}" --workers "${WORKERS:-3}"
 done
-# Two bench runs (2026-12-03), named in ONLY as "eval-windows" and "early-stop-seed1".
+# Three bench runs (2026-12-03), named in ONLY as "eval-windows", "early-stop-seed1" and
+# "early-stop-seed2".
 bench_run() {  # bench_run NAME MODULE [ARGS...]: a bench script, its output folder under $RUNS
   local name=$1 module=$2
   shift 2

@@ -546,9 +546,8 @@ def layers() -> None:
 @app.command()
 def show(space_file: Annotated[str, typer.Argument(help="Space file to describe.")]) -> None:
     """Describe a search space: parameters, conditions, constraints, objectives, budget."""
-    from rich.table import Table
-
     from rich.markup import escape
+    from rich.table import Table
 
     from workbench.space import load_space
 
