@@ -65,8 +65,8 @@ run replicate-avgk-collapse spaces/replicate/avgk_collapse.py "${COLLAPSE_TIMEOU
 for ablation in altup_depth pkm_rate switch_rate altup_decay; do
   run "replicate-${ablation//_/-}" "spaces/replicate/$ablation.py" "${ABLATION_TIMEOUT:-300}" --workers "${WORKERS:-3}"
 done
-# Three bench runs (2026-12-03), named in ONLY as "eval-windows", "early-stop-seed1" and
-# "early-stop-seed2".
+# Bench runs, named in ONLY as "eval-windows", "early-stop-seed1", "early-stop-seed2" and
+# "base-mismatch".
 bench_run() {  # bench_run NAME MODULE [ARGS...]: a bench script, its output folder under $RUNS
   local name=$1 module=$2
   shift 2
@@ -89,6 +89,9 @@ bench_run early-stop-seed1 bench.early_stop --space spaces/unified.py --designs 
 # third set of 30 designs (--seed 2): the seed-1 pair lost its best design at a first rung of 1/9.
 bench_run early-stop-seed2 bench.early_stop --space spaces/unified.py --designs 30 --device cuda \
   --scale gpu --workers 2 --seed 2
+# BASE's train/eval mismatch (docs/REPLICATION.md): each trained BASE model scored with greedy
+# routing (as stored) and with its training-time balanced assignment, at the suite's scale.
+bench_run base-mismatch bench.base_mismatch --device cuda --seeds 0 1 2
 # The replication suite (docs/REPLICATION.md): four studies, three seeds and a fitted lr each.
 for paper in sffn hash altup external; do
   run "replicate-$paper" "spaces/replicate/$paper.py" "${REPLICATE_TIMEOUT:-420}" --workers "${WORKERS:-3}"
