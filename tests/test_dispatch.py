@@ -222,6 +222,9 @@ def test_gpu_layers_with_grouped_dispatch_match_the_loop(knobs: dict) -> None:
         {"kind": "softmax_table", "n_entries": 32, "k": 4},
         {"kind": "token_table"},
         {"kind": "lsh", "n_bits": 4},
+        # The balancing losses count each block's load: bincount would sync (its size is a max).
+        {"kind": "avgk", "block_size": 16, "k": 2, "aux_loss_coef": 0.01},
+        {"kind": "switch", "n_experts": 4, "expert_width": 16, "z_loss_coef": 1e-3},
     ],
     ids=lambda k: "-".join(str(v) for v in k.values()),
 )

@@ -476,6 +476,12 @@ def test_avgk_balancing_loss_trains_the_keys_and_only_when_asked() -> None:
     _, aux = layer(x, ForwardContext())
     # Switch's loss is coef * E * sum_e f_e P_e, at least coef when the load is balanced.
     assert aux.item() >= 0.01 - 1e-6
+    scores = layer.scores(x.reshape(-1, D))
+    E, K = scores.shape[1], layer.cfg.k
+    picked = scores.topk(K, dim=-1).indices.reshape(-1)
+    f_E = torch.bincount(picked, minlength=E).float() / (scores.shape[0] * K)
+    expected = 0.01 * E * (f_E * scores.softmax(-1).mean(0)).sum()
+    assert aux.item() == pytest.approx(expected.item(), rel=1e-5)
     aux.backward()
     assert layer.blocks.w1_EDG.grad is not None and layer.blocks.w1_EDG.grad.abs().sum() > 0
     _, aux_eval = layer.eval()(x, ForwardContext())
