@@ -90,7 +90,8 @@ bench_run early-stop-seed1 bench.early_stop --space spaces/unified.py --designs 
 bench_run early-stop-seed2 bench.early_stop --space spaces/unified.py --designs 30 --device cuda \
   --scale gpu --workers 2 --seed 2
 # BASE's train/eval mismatch (docs/REPLICATION.md): each trained BASE model scored with greedy
-# routing (as stored) and with its training-time balanced assignment, at the suite's scale.
+# routing (as stored) and with its training-time balanced assignment, at the suite's scale
+# (seed 0 ran on 2026-12-03; this gives the seeds behind it).
 bench_run base-mismatch bench.base_mismatch --device cuda --seeds 0 1 2
 # The replication suite (docs/REPLICATION.md): four studies, three seeds and a fitted lr each.
 for paper in sffn hash altup external; do
