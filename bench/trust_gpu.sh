@@ -11,6 +11,13 @@
 # whose timing is not the point can run side by side on the one GPU, one invocation each
 # (`ONLY=a bash bench/trust_gpu.sh & ONLY=b bash bench/trust_gpu.sh & wait`): each packs only
 # its own files.
+#
+# What travels to the host is capped (64 MiB with the tree): wheels (~34 MB; sqlalchemy is needed,
+# alembic, mako and greenlet are not), the corpus export (~25 MB) and the code. A committed
+# snapshot keeps a run's code fixed while the tree changes: `git archive HEAD workbench spaces
+# bench pyproject.toml | tar x -C .snap`, its commit in .snap/COMMIT. On the host, inside .snap,
+# link ../.whl, ../corpora and ../store (store/ holds the SQL the store needs and the journals a
+# study resumes from), then `export WORKBENCH_GIT_COMMIT=$(cat COMMIT)` and run this script.
 set -euo pipefail
 OUT=${OUT:-/tmp/trust-out}
 RUNS=${RUNS:-/tmp/trust-runs}
