@@ -257,6 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="first rungs to try, as fractions of the budget (default: the measured policy's); a rung "
         "before the full study's first evaluation is replayable only where the pair measured it",
     )
+    parser.add_argument(
+        "--order",
+        choices=["trial", "cost"],
+        default="trial",
+        help="replay the designs in the measured trial order, or cheapest first by active FLOPs "
+        "(what bench/early_stop.py and grid studies under early stopping do since 2026-12-03)",
+    )
     args = parser.parse_args(argv)
     designs, summary, offsets = load_designs(args.folder)
     workers = int(summary["workers"])
@@ -289,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "—",
         ]
     ]
+    if args.order == "cost":
+        # Only the early-stopping study is reordered: the full study keeps the measured order, so
+        # the speed-up is not inflated by the tail a cheapest-first full study would have.
+        designs = sorted(designs, key=lambda d: d.flops)
     fractions = args.min_fractions or [Fraction(base.min_fraction).limit_denominator(1000)]
     for fraction, eta, min_peers, recheck in itertools.product(
         fractions, args.etas, args.min_peers, (False, True)

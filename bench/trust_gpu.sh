@@ -72,8 +72,8 @@ run replicate-avgk-collapse spaces/replicate/avgk_collapse.py "${COLLAPSE_TIMEOU
 for ablation in altup_depth pkm_rate switch_rate altup_decay; do
   run "replicate-${ablation//_/-}" "spaces/replicate/$ablation.py" "${ABLATION_TIMEOUT:-300}" --workers "${WORKERS:-3}"
 done
-# Bench runs, named in ONLY as "eval-windows", "early-stop-seed1", "early-stop-seed2" and
-# "base-mismatch".
+# Bench runs, named in ONLY as "eval-windows", "early-stop-seed1", "early-stop-seed2",
+# "early-stop-seed3", "early-stop-seed2-cost" and "base-mismatch".
 bench_run() {  # bench_run NAME MODULE [ARGS...]: a bench script, its output folder under $RUNS
   local name=$1 module=$2
   shift 2
@@ -91,10 +91,17 @@ bench_run eval-windows bench.eval_windows --space spaces/replicate/sffn.py --see
 # 2026-12-02 pair chose (bench/early_stop_replay.py; docs/PERFORMANCE.md): eta 4, min peers 2,
 # rungs judged again. The replay then scores the default policy on the same pair.
 bench_run early-stop-seed1 bench.early_stop --space spaces/unified.py --designs 30 --device cuda \
-  --scale gpu --workers 2 --seed 1 --eta 4 --min-peers 2
+  --scale gpu --workers 2 --seed 1 --eta 4 --min-peers 2 --order sampled
 # The default policy since 2026-12-03 (first rung at 2/9 of the budget, eta 3, recheck) on a
 # third set of 30 designs (--seed 2): the seed-1 pair lost its best design at a first rung of 1/9.
 bench_run early-stop-seed2 bench.early_stop --space spaces/unified.py --designs 30 --device cuda \
+  --scale gpu --workers 2 --seed 2 --order sampled
+# The early-stopping study's designs cheapest first (bench/early_stop.py --order cost, the default
+# since 2026-12-03; the replay projects 2.5-3.2x): a fourth set, and the seed-2 set again, which
+# gives the run-to-run spread of the full study on the same designs.
+bench_run early-stop-seed3 bench.early_stop --space spaces/unified.py --designs 30 --device cuda \
+  --scale gpu --workers 2 --seed 3
+bench_run early-stop-seed2-cost bench.early_stop --space spaces/unified.py --designs 30 --device cuda \
   --scale gpu --workers 2 --seed 2
 # BASE's train/eval mismatch (docs/REPLICATION.md): each trained BASE model scored with greedy
 # routing (as stored) and with its training-time balanced assignment, at the suite's scale

@@ -394,11 +394,15 @@ def test_bench_runs_both_studies_over_the_same_designs(
     assert full["counts"] == {"complete": 6} and sum(early["counts"].values()) == 6
     assert 0 <= result["front_recall"] <= 1 and result["front_designs"] >= 1
     assert 0 <= result["hypervolume_ratio"] <= 1 + 1e-9
-    params = {
-        name: Store.open(out / f"{name}.duckdb", read_only=True).trials(name)["config_hash"].tolist()
+    trials = {
+        name: Store.open(out / f"{name}.duckdb", read_only=True).trials(name).sort_values("trial_number")
         for name in ("full", "early-stop")
     }
-    assert params["full"] == params["early-stop"]  # the same designs, in the same order
+    hashes = {name: t["config_hash"].tolist() for name, t in trials.items()}
+    assert sorted(hashes["full"]) == sorted(hashes["early-stop"])  # the same designs
+    # The early-stopping study runs them cheapest first, as a grid study under early stopping does.
+    flops = trials["early-stop"]["flops_per_token"].tolist()
+    assert flops == sorted(flops)
 
 
 def test_the_cli_flags_build_the_policy() -> None:
@@ -431,7 +435,41 @@ def test_the_bench_runs_the_policy_its_flags_name() -> None:
     from bench.early_stop import build_parser, policy_of
 
     assert policy_of(build_parser().parse_args([])) == EarlyStop()
+    assert build_parser().parse_args([]).order == "cost"
     flags = ["--eta", "4", "--min-fraction", "1/5", "--min-peers", "2", "--noise-sd", "0.03", "--no-recheck"]
     assert policy_of(build_parser().parse_args(flags)) == EarlyStop(
         eta=4, min_fraction=0.2, min_peers=2, noise_sd=0.03, recheck=False
     )
+
+
+def test_cheapest_first_orders_by_the_costs_known_before_training() -> None:
+    from workbench.early_stop import cheapest_first
+    from workbench.model.gpt import ModelCost
+    from workbench.space import Objective, Sample
+
+    def sample(flops: int, params: int, infeasible: bool = False) -> Sample:
+        cost = ModelCost(params, params, flops, 0, 0)
+        return Sample({}, None, "constraint violated: x" if infeasible else None, cost)
+
+    samples = [sample(30, 1), sample(10, 3), sample(5, 9, infeasible=True), sample(10, 2), sample(20, 1)]
+    loss = Objective("val_loss", "minimize")
+    by_flops = [loss, Objective("flops_per_token", "minimize")]
+    assert cheapest_first(samples, by_flops) == [1, 3, 4, 0, 2]  # ties keep their order; infeasible last
+    by_params = [loss, Objective("params_total", "maximize")]
+    assert cheapest_first(samples, by_params) == [1, 3, 0, 4, 2]
+    assert cheapest_first(samples, [loss]) == [0, 1, 3, 4, 2]  # nothing known before training
+
+
+def test_a_grid_study_under_early_stopping_queues_the_cheapest_designs_first(tiny_space_file: Path) -> None:
+    from workbench.study import grid_order
+
+    space = load_space(tiny_space_file)
+    assert grid_order(space, None) == space.grid()
+    ordered = grid_order(space, EarlyStop())
+    assert sorted(map(repr, ordered)) == sorted(map(repr, space.grid()))
+    cost_of = {
+        json.dumps(point, sort_keys=True): sample.cost.flops_per_token if sample.cost else math.inf
+        for point, sample in zip(space.grid(), space.iter_grid_samples(), strict=True)
+    }
+    costs = [cost_of[json.dumps(point, sort_keys=True)] for point in ordered]
+    assert costs == sorted(costs) and len(set(costs)) > 1

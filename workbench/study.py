@@ -210,8 +210,19 @@ def join_study(study: optuna.Study, space: Space, opts: StudyOptions, lock: Stud
         room = now.open_designs - (now.queued - now.queued_seeds)
         room -= enqueue_points(study, space, space.cover_points(), room)
         if opts.sampler == "grid":
-            enqueue_points(study, space, space.grid(), room)
+            enqueue_points(study, space, grid_order(space, opts.early_stop), room)
     return target
+
+
+def grid_order(space: Space, early_stop: EarlyStop | None) -> list[dict[str, Any]]:
+    """The grid points in the order to queue them: as declared, or under early stopping the
+    cheapest first (:func:`workbench.early_stop.cheapest_first` says why)."""
+    points = space.grid()
+    if early_stop is None:
+        return points
+    from workbench.early_stop import cheapest_first
+
+    return [points[i] for i in cheapest_first(list(space.iter_grid_samples()), space.objectives)]
 
 
 def enqueue_points(study: optuna.Study, space: Space, points: Sequence[Mapping[str, Any]], limit: int) -> int:
