@@ -221,8 +221,15 @@ def grid_order(space: Space, early_stop: EarlyStop | None) -> list[dict[str, Any
     if early_stop is None:
         return points
     from workbench.early_stop import cheapest_first
+    from workbench.space import Sample
 
-    return [points[i] for i in cheapest_first(list(space.iter_grid_samples()), space.objectives)]
+    samples = []
+    for point in points:
+        try:
+            samples.append(space.grid_sample(point))
+        except WorkbenchError as exc:  # its trial fails with the reason; queue it last
+            samples.append(Sample(dict(point), None, str(exc)))
+    return [points[i] for i in cheapest_first(samples, space.objectives)]
 
 
 def enqueue_points(study: optuna.Study, space: Space, points: Sequence[Mapping[str, Any]], limit: int) -> int:

@@ -416,22 +416,26 @@ class Space:
     def iter_grid_samples(self) -> Iterator[Sample]:
         """Grid points resolved into configs (derived values and constraints applied)."""
         for point in self.grid():
-            values: dict[str, Any] = {}
-            inactive: set[str] = set()
-            for name, param in self.params.items():
-                if not _condition_holds(param, values):
-                    inactive.add(name)
-                elif name == SEED:
-                    continue
-                elif isinstance(param, Fixed):
-                    values[name] = param.value
-                elif isinstance(param, Tuned):
-                    values[name] = param.default
-                elif isinstance(param, Derived):
-                    values[name] = self._derive(name, param, values, inactive)
-                else:
-                    values[name] = point[name]
-            yield self.resolve(values)
+            yield self.grid_sample(point)
+
+    def grid_sample(self, point: Mapping[str, Any]) -> Sample:
+        """One grid point resolved into its config (derived values and constraints applied)."""
+        values: dict[str, Any] = {}
+        inactive: set[str] = set()
+        for name, param in self.params.items():
+            if not _condition_holds(param, values):
+                inactive.add(name)
+            elif name == SEED:
+                continue
+            elif isinstance(param, Fixed):
+                values[name] = param.value
+            elif isinstance(param, Tuned):
+                values[name] = param.default
+            elif isinstance(param, Derived):
+                values[name] = self._derive(name, param, values, inactive)
+            else:
+                values[name] = point[name]
+        return self.resolve(values)
 
     # ----------------------------------------------------------------- overrides and JSON
     def with_overrides(self, overrides: Mapping[str, Any]) -> Space:
