@@ -85,25 +85,25 @@ def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> 
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def memory_value_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The value tables of the model's memory layers (each layer's ``memory_value_parameters()``)."""
+def _hooked_parameters(model: torch.nn.Module, hook_name: str) -> list[torch.nn.Parameter]:
+    """The trainable parameters that the model's modules list through their ``hook_name()``."""
     out: dict[int, torch.nn.Parameter] = {}
     for module in model.modules():
-        hook = getattr(module, "memory_value_parameters", None)
+        hook = getattr(module, hook_name, None)
         if callable(hook):
             out.update((id(p), p) for p in hook() if p.requires_grad)
     return list(out.values())
+
+
+def memory_value_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The value tables of the model's memory layers (each layer's ``memory_value_parameters()``)."""
+    return _hooked_parameters(model, "memory_value_parameters")
 
 
 def mixing_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """Scalars kept in tensors of two or more dimensions (AltUp's ``mixing_parameters()``): not
     matrices, so the matrices' weight decay does not apply to them."""
-    out: dict[int, torch.nn.Parameter] = {}
-    for module in model.modules():
-        hook = getattr(module, "mixing_parameters", None)
-        if callable(hook):
-            out.update((id(p), p) for p in hook() if p.requires_grad)
-    return list(out.values())
+    return _hooked_parameters(model, "mixing_parameters")
 
 
 def make_optimizer(
