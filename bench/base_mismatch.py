@@ -34,11 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from bench.common import md_table
-from bench.eval_windows import CPU_SCALE, designs
-from workbench.cli._commands import _parse_override
+from bench.eval_windows import designs, scale_overrides
 from workbench.data import eval_batches, prepare_tokens
 from workbench.model import GPT
 from workbench.train import evaluate, train
@@ -47,27 +45,9 @@ from workbench.train.loop import resolve_dtype
 KINDS = ("dense", "base")
 
 
-@torch.no_grad()
-def balanced_loss(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype) -> float:
-    """Mean cross-entropy per token with the layers routing as in training (balanced for BASE)."""
-    was_training = model.training
-    model.train()
-    total, count = 0.0, 0
-    for x, y in batches:
-        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
-            logits, _ = model(x)
-        total += float(F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum"))
-        count += y.numel()
-    model.train(was_training)
-    return total / count
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
-    overrides = dict(CPU_SCALE) if args.scale == "cpu" else {}
-    overrides.update(_parse_override(item) for item in args.set)
-    if args.tokens:
-        overrides["train.tokens"] = args.tokens
+    overrides = scale_overrides(args)
     found = [
         (label, cfg) for label, cfg in designs(args.space, overrides, args.lr) if label.split()[0] in KINDS
     ]
@@ -90,7 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             row = {"design": label, "seed": seed, "lr": t.lr, "train_seconds": result.train_seconds}
             row["greedy"] = evaluate(model, windows, dtype)
             if label.startswith("base"):
-                row["balanced"] = balanced_loss(model, windows, dtype)
+                row["balanced"] = evaluate(model, windows, dtype, training_routing=True)
             rows.append(row)
             print(
                 f"{label} seed {seed}: "

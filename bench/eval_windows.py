@@ -123,12 +123,18 @@ def _varies(space: Any, name: str) -> bool:
     return param is not None and hasattr(param, "choices") and len(param.choices) > 1
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    device = torch.device(args.device)
+def scale_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The knobs ``--scale``, ``--set`` and ``--tokens`` fix (later ones win)."""
     overrides = dict(CPU_SCALE) if args.scale == "cpu" else {}
     overrides.update(_parse_override(item) for item in args.set)
     if args.tokens:
         overrides["train.tokens"] = args.tokens
+    return overrides
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = torch.device(args.device)
+    overrides = scale_overrides(args)
     found = designs(args.space, overrides, args.lr)
     if args.only:
         found = [(label, cfg) for label, cfg in found if any(o in label for o in args.only)]

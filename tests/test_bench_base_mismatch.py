@@ -31,8 +31,8 @@ def test_balanced_routing_scores_a_base_model_differently_and_leaves_it_in_its_m
     windows = _windows()
     model = _model(BaseConfig(n_experts=4, expert_width=32)).eval()
     greedy = evaluate(model, windows, torch.float32)
-    balanced = base_mismatch.balanced_loss(model, windows, torch.float32)
-    assert not model.training  # the bench leaves the model as it found it
+    balanced = evaluate(model, windows, torch.float32, training_routing=True)
+    assert not model.training  # scoring leaves the model as it found it
     assert np.isfinite(balanced) and abs(balanced - greedy) > 1e-6  # two routings, two losses
 
 
@@ -40,7 +40,7 @@ def test_without_routing_the_two_scorings_agree() -> None:
     windows = _windows()
     model = _model(DenseConfig(d_ff=32))
     greedy = evaluate(model, windows, torch.float32)
-    assert abs(base_mismatch.balanced_loss(model, windows, torch.float32) - greedy) < 1e-5
+    assert abs(evaluate(model, windows, torch.float32, training_routing=True) - greedy) < 1e-5
 
 
 def test_the_report_gives_the_gap_and_both_against_dense() -> None:

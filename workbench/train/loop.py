@@ -211,10 +211,18 @@ def uses_master_weights(cfg: TrialConfig, device: torch.device) -> bool:
 
 
 @torch.no_grad()
-def evaluate(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype) -> float:
-    """Mean cross-entropy per token over the fixed evaluation batches (one host read at the end)."""
+def evaluate(
+    model: GPT,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    dtype: torch.dtype,
+    training_routing: bool = False,
+) -> float:
+    """Mean cross-entropy per token over the fixed evaluation batches (one host read at the end).
+
+    ``training_routing`` scores with the layers in training mode, so a BASE layer assigns each
+    batch as it does in training (it sees the whole batch: a diagnostic, bench/base_mismatch.py)."""
     was_training = model.training
-    model.eval()
+    model.train(training_routing)
     total = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
     count = 0
     for x, y in batches:
