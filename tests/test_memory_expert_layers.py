@@ -229,6 +229,33 @@ def test_base_layer_trains_balanced_and_evaluates_greedy_top1() -> None:
     assert aux == 0
 
 
+def test_base_ablations_route_greedily_in_training_and_weight_the_expert_at_full_scale() -> None:
+    """The knobs behind docs/REPLICATION.md's BASE ablation: ``train_routing=greedy`` trains with
+    the eval-time top-1 (no balance), ``gate=straight`` reads the expert at weight 1 while the
+    router still gets the sigmoid's gradient."""
+    torch.manual_seed(0)
+    cfg = BaseConfig(n_experts=4, expert_width=8, gate="straight", train_routing="greedy")
+    layer = cfg.build(CTX)
+    with torch.no_grad():
+        layer.router.weight[0] += 1.0
+    x = torch.randn(2, 16, D)
+    y, _ = layer.train()(x, ForwardContext())
+    x_ND = x.reshape(-1, D)
+    best = (x_ND @ layer.router.weight.T).argmax(1)
+    assert torch.equal(layer.load_E, torch.bincount(best, minlength=4).double())
+    assert layer.load_E.max() > 8  # unbalanced: the router's own choice
+    want = torch.stack([_ffn(layer.experts, int(b), x_ND[i]) for i, b in enumerate(best)])
+    torch.testing.assert_close(y.reshape(-1, D), want.detach(), rtol=1e-5, atol=1e-6)
+    y.sum().backward()
+    assert layer.router.weight.grad is not None and layer.router.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("field,value", [("gate", "softmax"), ("train_routing", "sinkhorn")])
+def test_base_refuses_an_unknown_gate_or_routing_by_name(field: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        BaseConfig(n_experts=4, expert_width=8, **{field: value}).validate(CTX)
+
+
 # --- learned gates ------------------------------------------------------------------------
 
 

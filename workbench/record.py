@@ -111,6 +111,8 @@ LEGACY_KNOB_VALUES: dict[tuple[str, str | None, str], Any] = {
     ("memory", "switch", "z_loss_coef"): 0.0,
     ("memory", "gshard", "z_loss_coef"): 0.0,
     ("train", None, "altup_weight_decay"): True,
+    ("memory", "base", "gate"): "sigmoid",
+    ("memory", "base", "train_routing"): "balanced",
 }
 # Knobs that cannot change a run of this config, as (section, name): predicate on the config. Left
 # out of the digest there, so a knob added for one family does not rehash every other design.

@@ -7,6 +7,13 @@ batch's N tokens are assigned to experts so that every expert gets the same numb
 and the total score is (approximately) maximal; at eval time each token takes its best expert
 (greedy top-1). Output ``sigmoid(x . e_b) * FFN_b(x)``. No load-balancing loss (aux is 0).
 
+Two knobs exist to take the paper's layer apart (docs/REPLICATION.md, "BASE loses to dense"),
+their defaults being the paper's: ``gate`` ``sigmoid`` (the paper) or ``straight`` (1 in the
+forward pass, the sigmoid's gradient in the backward, so an expert's output is not halved at
+init while the router still learns from the loss); ``train_routing`` ``balanced`` (the paper) or
+``greedy`` (top-1 in training as at eval: no balance at all, which shows what the balanced
+assignment costs or buys).
+
 Choices where the paper is unclear or where we depart from it:
 * exact balance: expert e gets ``N // E`` tokens, plus one for the first ``N % E`` experts, so
   any N works and the loads differ by at most one token;
@@ -52,13 +59,17 @@ from workbench.memory.experts import ExpertBank, validate_bank
 from workbench.memory.registry import register
 
 _PROPOSAL_ROUNDS = 4
+GATES = ("sigmoid", "straight")
+TRAIN_ROUTINGS = ("balanced", "greedy")
 
 
 @register
 @dataclass(frozen=True, kw_only=True)
 class BaseConfig(MemoryConfig):
     """``n_experts`` blocks of ``expert_width`` cells (0 means 4*d_model); balanced assignment in
-    training (``sinkhorn_iters`` price iterations before exact balancing rounds), top-1 at eval."""
+    training (``sinkhorn_iters`` price iterations before exact balancing rounds), top-1 at eval;
+    ``gate`` how the chosen expert is weighted (:data:`GATES`), ``train_routing`` how tokens are
+    routed in training (:data:`TRAIN_ROUTINGS`)."""
 
     kind = "base"
     paper = "Lewis et al. 2021, BASE Layers"
@@ -68,6 +79,8 @@ class BaseConfig(MemoryConfig):
     expert_width: int = 0
     sinkhorn_iters: int = 20
     impl: str = "auto"
+    gate: str = "sigmoid"
+    train_routing: str = "balanced"
 
     def width(self, ctx: LayerContext) -> int:
         return self.expert_width or 4 * ctx.d_model
@@ -75,6 +88,12 @@ class BaseConfig(MemoryConfig):
     def validate(self, ctx: LayerContext) -> None:
         validate_bank(self.n_experts, self.expert_width, self.impl)
         require(self.sinkhorn_iters >= 0, "sinkhorn_iters", f"must be >= 0, got {self.sinkhorn_iters}")
+        require(self.gate in GATES, "gate", f"must be one of {'|'.join(GATES)}, got {self.gate!r}")
+        require(
+            self.train_routing in TRAIN_ROUTINGS,
+            "train_routing",
+            f"must be one of {'|'.join(TRAIN_ROUTINGS)}, got {self.train_routing!r}",
+        )
 
     def cost(self, ctx: LayerContext) -> LayerCost:
         d, e, g = ctx.d_model, self.n_experts, self.width(ctx)
@@ -151,11 +170,13 @@ class BaseLayer(MemoryLayer):
         x_ND = x_BTD.reshape(B * T, D)
         with torch.autocast(x_ND.device.type, enabled=False):
             scores_NE = F.linear(x_ND.float(), self.router.weight.float())
-        if self.training:
+        if self.training and self.cfg.train_routing == "balanced":
             expert_N = balanced_assignment(scores_NE, self.cfg.sinkhorn_iters)
         else:
             expert_N = scores_NE.argmax(dim=-1)
         gate_N = torch.sigmoid(scores_NE.gather(1, expert_N.unsqueeze(1)).squeeze(1))
+        if self.cfg.gate == "straight":
+            gate_N = gate_N + (1.0 - gate_N).detach()
         y_ND = self.experts(x_ND, expert_N, gate_N)
         self.count_routing(expert_N, B * T)
         return y_ND.reshape(B, T, D), x_BTD.new_zeros((), dtype=torch.float32)
