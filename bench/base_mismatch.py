@@ -38,9 +38,9 @@ import torch
 from bench.common import md_table
 from bench.eval_windows import designs, scale_overrides
 from workbench.data import eval_batches, prepare_tokens
-from workbench.model import GPT
 from workbench.train import evaluate, train
 from workbench.train.loop import resolve_dtype
+from workbench.trial import build_model
 
 KINDS = ("dense", "base")
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for seed in args.seeds:
             cfg_s = replace(cfg, train=replace(t, seed=seed))
             torch.manual_seed(seed)
-            model = GPT(cfg_s.model, data.vocab_size).to(device)
+            model = build_model(cfg_s.model, data).to(device)
             result = train(cfg_s, model, data.train, windows, device)
             row = {"design": label, "seed": seed, "lr": t.lr, "train_seconds": result.train_seconds}
             row["greedy"] = evaluate(model, windows, dtype)

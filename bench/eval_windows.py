@@ -46,10 +46,10 @@ from workbench.data.corpus import cache_root
 from workbench.data.sources import CORPORA
 from workbench.data.sources._corpora import corpus_folder
 from workbench.data.tokens import split_chunks
-from workbench.model import GPT
 from workbench.space import load_space
 from workbench.train import evaluate, train
 from workbench.train.loop import resolve_dtype
+from workbench.trial import build_model
 
 # The replication scale shrunk to what two CPU cores train in about a minute per run.
 CPU_SCALE: dict[str, Any] = {
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for seed in args.seeds:
             cfg_s = replace(cfg, train=replace(t, seed=seed, eval_windows="spread"))
             torch.manual_seed(seed)
-            model = GPT(cfg_s.model, data.vocab_size).to(device)
+            model = build_model(cfg_s.model, data).to(device)
             result = train(cfg_s, model, data.train, sets["spread"], device)
             losses = {name: evaluate(model, batches, dtype) for name, batches in sets.items()}
             rows.append(

@@ -199,6 +199,9 @@ def test_prepare_tokens_byte_and_frequencies(tmp_path: Path, corpus_file: Path) 
     assert freq.sum() == len(data.train) and freq[ord("e")] > 0
     assert (data.cache_path / "freq.npy").is_file()
     np.testing.assert_array_equal(data.token_frequencies(), freq)
+    features = data.token_features(dim=8)
+    assert features.shape == (256, 8) and (data.cache_path / "features8.npy").is_file()
+    np.testing.assert_array_equal(data.token_features(dim=8), features)
 
 
 def test_interrupted_prepare_leaves_no_cache(

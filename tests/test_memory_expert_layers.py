@@ -130,6 +130,31 @@ def test_clustered_groups_similar_tokens_and_dispersed_spreads_them() -> None:
     assert spread(clustered) < 0.8 * spread(dispersed)
 
 
+def test_cooccurrence_clusters_put_tokens_used_alike_on_one_expert() -> None:
+    """With ``features="cooccurrence"`` clustered groups tokens by the corpus features the trial
+    passes in ``LayerContext.token_features`` (here two classes of 8 ids); dispersed deals each
+    class over the experts."""
+    features = np.zeros((V, 2), dtype=np.float32)
+    features[:, 0] = 1.0
+    features[8:16] = [0.0, 1.0]  # a class of its own
+    ctx = LayerContext(d_model=D, vocab_size=V, seq_len=T, token_features=features)
+    cfg = HashConfig(n_experts=2, variant="clustered", features="cooccurrence")
+    assert cfg.needs_token_features() and not HashConfig(variant="clustered").needs_token_features()
+    clustered = hash_table(cfg, ctx)[:, 0]
+    assert len(set(clustered[8:16].tolist())) == 1
+    assert clustered[8] not in set(clustered[16:].tolist())
+    dispersed = hash_table(HashConfig(n_experts=2, variant="dispersed", features="cooccurrence"), ctx)[:, 0]
+    assert torch.bincount(dispersed[8:16], minlength=2).tolist() == [4, 4]
+
+
+def test_cooccurrence_clusters_without_the_corpus_features_say_how_to_get_them() -> None:
+    cfg = HashConfig(variant="clustered", features="cooccurrence")
+    with pytest.raises(ValueError, match="build_model"):
+        cfg.build(CTX)
+    with pytest.raises(ConfigError, match="features"):
+        HashConfig(variant="clustered", features="glove").validate(CTX)
+
+
 def test_multihash_reads_one_slice_per_hash() -> None:
     torch.manual_seed(0)
     m, width = 4, 32

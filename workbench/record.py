@@ -113,6 +113,7 @@ LEGACY_KNOB_VALUES: dict[tuple[str, str | None, str], Any] = {
     ("train", None, "altup_weight_decay"): True,
     ("memory", "base", "gate"): "sigmoid",
     ("memory", "base", "train_routing"): "balanced",
+    ("memory", "hash", "features"): "random",
 }
 # Knobs that cannot change a run of this config, as (section, name): predicate on the config. Left
 # out of the digest there, so a knob added for one family does not rehash every other design.

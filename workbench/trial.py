@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from workbench import record
-from workbench.config import DataConfig, TrialConfig
+from workbench.config import DataConfig, ModelConfig, TrialConfig
 from workbench.early_stop import EarlyStop
 from workbench.errors import WorkbenchError
 from workbench.model import GPT, model_cost
@@ -310,7 +310,7 @@ class TrialRunner:
 
         data = self.data(cfg.data)
         torch.manual_seed(cfg.train.seed)
-        model = GPT(cfg.model, data.vocab_size, token_counts=data.token_frequencies())
+        model = build_model(cfg.model, data)
         judge = None
         if trial is not None and self.early_stop is not None:
             judge = self.early_stop.judge(trial, self.space.objectives, cfg)
@@ -388,6 +388,14 @@ class TrialRunner:
             corpus_tokens=len(data.train),
             stopped_by=result.stopped_by,
         )
+
+
+def build_model(model_cfg: ModelConfig, data: TokenData) -> GPT:
+    """The model a trial trains, with what its layers may read from the corpus: the token
+    frequencies (balanced hash) and, only for a layer that asks, the token features. Benches
+    build through it too, so that their models are the ones the studies train."""
+    features = data.token_features() if model_cfg.memory.needs_token_features() else None
+    return GPT(model_cfg, data.vocab_size, token_counts=data.token_frequencies(), token_features=features)
 
 
 def describe(cfg: TrialConfig) -> str:

@@ -1,6 +1,6 @@
 """Token files: tokenize a corpus once into cached uint16 memmaps, split into train and validation.
 
-Cache layout: ``<cache>/tokens/<key>/{train.bin, val.bin, meta.json, freq.npy}``, where the key
+Cache layout: ``<cache>/tokens/<key>/{train.bin, val.bin, meta.json, freq.npy, features16.npy}``, where the key
 hashes the corpus id (content-addressed), the tokenizer, the vocabulary size, the validation
 fraction and :data:`FORMAT`. A key folder is built under a temporary name and renamed into
 place whole, so an interrupted prepare never leaves a half-written cache; ``meta.json`` in the
@@ -35,6 +35,7 @@ import numpy as np
 
 from workbench.config import MAX_VOCAB, DataConfig, check_tokenizer_config
 from workbench.data.corpus import CorpusText, cache_root, corpus_id_for, is_token_file, load_text
+from workbench.data.features import cooccurrence_features
 from workbench.data.tokenizer import Tokenizer, get_tokenizer
 from workbench.errors import DataError
 
@@ -78,6 +79,21 @@ class TokenData:
         finally:
             tmp.unlink(missing_ok=True)
         return counts
+
+    def token_features(self, dim: int = 16) -> np.ndarray:
+        """Distributional features of each id in ``train`` (:mod:`workbench.data.features`):
+        float32, shape ``(vocab_size, dim)``, rows of unit length; cached as ``features{dim}.npy``."""
+        path = self.cache_path / f"features{dim}.npy"
+        if path.is_file():
+            return np.load(path)
+        features = cooccurrence_features(self.train, self.vocab_size, dim)
+        tmp = path.with_name(f"features{dim}.tmp-{uuid.uuid4().hex}.npy")
+        try:
+            np.save(tmp, features)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return features
 
 
 def prepare_tokens(cfg: DataConfig, progress: Progress | None = None) -> TokenData:

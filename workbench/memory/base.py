@@ -30,7 +30,11 @@ class LayerContext:
     """What a memory layer may know about the model around it.
 
     ``token_counts`` (length-V array of training-set token frequencies, or None) lets
-    frequency-aware layers (balanced hash) be built from the corpus; it never enters a hash.
+    frequency-aware layers (balanced hash) be built from the corpus; ``token_features`` (a
+    ``[V, F]`` array of distributional token features, :mod:`workbench.data.features`, or None)
+    lets similarity-aware ones (clustered and dispersed hash) group tokens by their neighbours.
+    Neither enters a hash. A layer that needs the features says so
+    (:meth:`MemoryConfig.needs_token_features`), so they are computed only for it.
     """
 
     d_model: int
@@ -39,6 +43,7 @@ class LayerContext:
     layer_index: int = 0
     n_layers: int = 1
     token_counts: Any = field(default=None, compare=False, repr=False)
+    token_features: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +82,10 @@ class MemoryConfig:
 
     def validate(self, ctx: LayerContext) -> None:
         """Raise :class:`ConfigError` naming the field and the fix when the knobs are inconsistent."""
+
+    def needs_token_features(self) -> bool:
+        """Whether :meth:`build` reads ``LayerContext.token_features`` (the trial computes them)."""
+        return False
 
     def cost(self, ctx: LayerContext) -> LayerCost:
         raise NotImplementedError

@@ -21,14 +21,14 @@ weight 1; the block a token reads is fixed before training by ``variant``:
   G/m cells, of which a token reads m (parameters and FLOPs as one expert of G cells).
 
 Choices where the paper is unclear, and what is not reproduced:
-* token features for clustered/dispersed. The paper clusters a pretrained model's token
-  embeddings; the workbench has no pretrained model, and ``token_counts`` (unigram counts) is
-  too little to define similarity. We use a seeded random Gaussian feature vector per token
-  (16 dimensions). This reproduces the *mechanism* (which tokens share an expert follows the
-  geometry of the features) but not the *semantics*: random features carry no linguistic
-  similarity, so "clustered" here is a random hash with unequal cluster sizes and
-  "dispersed" a vocabulary-balanced random hash. The paper's finding (dispersed beats
-  clustered) should not be expected to reproduce for the paper's reasons;
+* token features for clustered/dispersed (``features``). The paper clusters a pretrained
+  model's token embeddings; the workbench has no pretrained model. ``cooccurrence`` (16
+  dimensions) takes similarity from the training split instead: each token's left and right
+  neighbours, PPMI-weighted and reduced by SVD (:mod:`workbench.data.features`), so tokens that
+  occur in the same contexts share a cluster, as they would under learned embeddings.
+  ``random`` (the default, kept because stored runs used it) is a seeded Gaussian vector per
+  token: it has the mechanism but no semantics, so its "clustered" is a random hash with
+  unequal cluster sizes and its "dispersed" a vocabulary-balanced random hash;
 * the first position has no previous token: ``previous`` and ``bigram`` use a reserved id V
   there (its own random expert);
 * each layer gets its own tables: the generator is seeded with ``seed`` and the layer index;
@@ -60,6 +60,7 @@ from workbench.memory.experts import ExpertBank, validate_bank
 from workbench.memory.registry import register
 
 VARIANTS = ("random", "balanced", "bigram", "previous", "position", "clustered", "dispersed", "multihash")
+FEATURES = ("random", "cooccurrence")
 _FEATURE_DIM = 16
 _KMEANS_ITERS = 20
 
@@ -68,7 +69,8 @@ _KMEANS_ITERS = 20
 @dataclass(frozen=True, kw_only=True)
 class HashConfig(MemoryConfig):
     """``n_experts`` blocks of ``expert_width`` cells (0 means 4*d_model) chosen by ``variant``
-    (a fixed function of token ids); ``seed`` seeds the tables; ``n_hashes`` only for multihash."""
+    (a fixed function of token ids); ``seed`` seeds the tables; ``n_hashes`` only for multihash;
+    ``features`` what clustered and dispersed cluster (:data:`FEATURES`)."""
 
     kind = "hash"
     paper = "Roller et al. 2021, Hash Layers"
@@ -80,6 +82,7 @@ class HashConfig(MemoryConfig):
     seed: int = 0
     n_hashes: int = 1
     impl: str = "auto"
+    features: str = "random"
 
     def width(self, ctx: LayerContext) -> int:
         return self.expert_width or 4 * ctx.d_model
@@ -110,12 +113,20 @@ class HashConfig(MemoryConfig):
                 "n_experts",
                 f"the position hash uses at most seq_len={ctx.seq_len} experts, got {self.n_experts}",
             )
+        require(
+            self.features in FEATURES,
+            "features",
+            f"must be one of {'|'.join(FEATURES)}, got {self.features!r}",
+        )
         if self.variant in ("clustered", "dispersed"):
             require(
                 self.n_experts <= ctx.vocab_size,
                 "n_experts",
                 f"k-means needs at most vocab_size={ctx.vocab_size} clusters, got {self.n_experts}",
             )
+
+    def needs_token_features(self) -> bool:
+        return self.features == "cooccurrence" and self.variant in ("clustered", "dispersed")
 
     def cost(self, ctx: LayerContext) -> LayerCost:
         d, e, g = ctx.d_model, self.n_experts, self.width(ctx)
@@ -147,13 +158,27 @@ def hash_table(cfg: HashConfig, ctx: LayerContext) -> torch.Tensor:
         return torch.randint(E, (V + 1, 2), generator=gen)
     if v == "balanced":
         return _balanced_table(ctx.token_counts, V, E).unsqueeze(1)
-    cluster_V = _kmeans(torch.randn(V, _FEATURE_DIM, generator=gen), E, gen)
+    cluster_V = _kmeans(_token_features(cfg, ctx, gen), E, gen)
     if v == "clustered":
         return cluster_V.unsqueeze(1)
     # dispersed: deal tokens round-robin, cluster by cluster.
     table_V = torch.empty(V, dtype=torch.long)
     table_V[torch.argsort(cluster_V, stable=True)] = torch.arange(V) % E
     return table_V.unsqueeze(1)
+
+
+def _token_features(cfg: HashConfig, ctx: LayerContext, gen: torch.Generator) -> torch.Tensor:
+    if cfg.features == "random":
+        return torch.randn(ctx.vocab_size, _FEATURE_DIM, generator=gen)
+    if ctx.token_features is None:
+        raise ValueError(
+            "hash features 'cooccurrence' need LayerContext.token_features; build the model with "
+            "workbench.trial.build_model (it computes them from the corpus) or pass them"
+        )
+    features = torch.as_tensor(np.asarray(ctx.token_features), dtype=torch.float32)
+    if features.shape[0] != ctx.vocab_size:
+        raise ValueError(f"token_features has {features.shape[0]} rows, expected vocab_size={ctx.vocab_size}")
+    return features
 
 
 def _balanced_table(token_counts: object, V: int, E: int) -> torch.Tensor:

@@ -129,7 +129,7 @@ def init_ffn_slots(model: nn.Module, scheme: str) -> None:
 
 
 def layer_configs(
-    cfg: ModelConfig, vocab_size: int, token_counts: Any = None
+    cfg: ModelConfig, vocab_size: int, token_counts: Any = None, token_features: Any = None
 ) -> list[tuple[MemoryConfig, LayerContext]]:
     """The memory config and context of every layer's FFN slot, validated."""
     if cfg.d_model % cfg.n_heads:
@@ -150,6 +150,7 @@ def layer_configs(
             layer_index=i,
             n_layers=cfg.n_layers,
             token_counts=token_counts,
+            token_features=token_features,
         )
         layer_cfg = cfg.memory if is_memory else dense
         layer_cfg.validate(ctx)
@@ -201,7 +202,9 @@ def model_cost(cfg: ModelConfig, vocab_size: int) -> ModelCost:
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab_size: int, token_counts: Any = None) -> None:
+    def __init__(
+        self, cfg: ModelConfig, vocab_size: int, token_counts: Any = None, token_features: Any = None
+    ) -> None:
         super().__init__()
         self.cfg, self.vocab_size = cfg, vocab_size
         self.wte = nn.Embedding(vocab_size, altup.embedding_width(cfg))
@@ -209,7 +212,7 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(
             [
                 Block(cfg.d_model, cfg.n_heads, lc.build(ctx))
-                for lc, ctx in layer_configs(cfg, vocab_size, token_counts)
+                for lc, ctx in layer_configs(cfg, vocab_size, token_counts, token_features)
             ]
         )
         self.ln_f = nn.LayerNorm(cfg.d_model, bias=False)
