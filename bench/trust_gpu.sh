@@ -69,8 +69,9 @@ run replicate-init spaces/replicate/init_scale.py "${INIT_TIMEOUT:-300}" --worke
 run replicate-avgk-collapse spaces/replicate/avgk_collapse.py "${COLLAPSE_TIMEOUT:-240}" --workers "${WORKERS:-3}"
 # The next ablations of docs/REPLICATION.md (2026-12-03): AltUp at 8 layers, PKM's rates, Switch
 # at 4e-3 with and without the router z-loss, AltUp with and without decay on its mixing scalars,
-# BASE without its balanced assignment or its sigmoid gate, hash clusters of corpus token features.
-for ablation in altup_depth pkm_rate switch_rate altup_decay base_cause hash_clusters; do
+# BASE without its balanced assignment or its sigmoid gate, hash clusters of corpus token features,
+# AltUp with its wide embedding replicated at init.
+for ablation in altup_depth pkm_rate switch_rate altup_decay base_cause hash_clusters altup_embed; do
   run "replicate-${ablation//_/-}" "spaces/replicate/$ablation.py" "${ABLATION_TIMEOUT:-300}" --workers "${WORKERS:-3}"
 done
 # Bench runs, named in ONLY as "eval-windows", "early-stop-seed1", "early-stop-seed2",

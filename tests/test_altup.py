@@ -98,6 +98,27 @@ def test_recycled_replicates_the_embedding() -> None:
     torch.testing.assert_close(y, tok)
 
 
+def test_replicated_embedding_starts_plain_altup_as_recycled_altup() -> None:
+    """``altup_embed_init="replicated"``: every slice of the wide embedding starts as the first,
+    so every block reads the embedding the tied head scores with, and the model's first logits
+    are Recycled-AltUp's with that embedding; ``independent`` slices differ."""
+    replicated = seeded(tiny(altup_k=2, altup_embed_init="replicated"))
+    slices = replicated.wte.weight.view(V, 2, 32)
+    torch.testing.assert_close(slices[:, 0], slices[:, 1])
+    assert replicated.altup is not None
+    torch.testing.assert_close(replicated.altup.head_weight(replicated.wte.weight), slices[:, 0])
+    independent = seeded(tiny(altup_k=2)).wte.weight.view(V, 2, 32)
+    assert not torch.allclose(independent[:, 0], independent[:, 1])
+    recycled = seeded(tiny(altup_k=2, altup_variant="recycled"))
+    recycled.load_state_dict({**recycled.state_dict(), "wte.weight": slices[:, 0].clone()})
+    idx = torch.randint(0, V, (2, 16), generator=torch.Generator().manual_seed(1))
+    for model in (replicated, recycled):
+        for name, param in model.named_parameters():  # the same blocks in both
+            if name != "wte.weight":
+                param.data.copy_(dict(replicated.named_parameters())[name].data)
+    torch.testing.assert_close(replicated(idx)[0], recycled(idx)[0])
+
+
 def test_sequence_altup_computes_on_rotating_anchors() -> None:
     seq = SequenceAltUp(stride=2, n_layers=2)
     with torch.no_grad():
@@ -176,6 +197,7 @@ def test_fvcore_sees_the_blocks_but_not_the_elementwise_predict_correct(variant:
         ({"altup_k": -2, "altup_variant": "recycled"}, "model.altup_k"),
         ({"altup_k": 2, "altup_variant": "wide"}, "model.altup_variant"),
         ({"altup_k": 17, "altup_variant": "sequence"}, "model.altup_k"),
+        ({"altup_k": 2, "altup_embed_init": "shared"}, "model.altup_embed_init"),
     ],
 )
 def test_bad_altup_configs_name_the_field(kw: dict, field: str) -> None:

@@ -63,7 +63,9 @@ class ModelConfig:
 
     ``altup_k`` > 1 wraps the blocks in AltUp (workbench/model/altup.py): a K-times wider residual
     stream (``altup_variant`` ``altup`` or ``recycled``) or a stride-K sequence
-    (``sequence``); 1 is the plain model.
+    (``sequence``); 1 is the plain model. ``altup_embed_init`` (plain AltUp only): the K slices
+    of the K-times wider embedding drawn ``independent`` of each other, or ``replicated`` (one
+    draw copied K times, so the model starts as Recycled-AltUp and the slices part in training).
 
     ``ffn_init`` sets the initial scale of the FFN slot's matrices (the dense FFN's two and every
     expert bank's, the blocks of switch, gshard, base, hash, avgk and lsh's experts): ``gpt2``
@@ -83,6 +85,7 @@ class ModelConfig:
     placement: str = "all"
     altup_k: int = 1
     altup_variant: str = "altup"
+    altup_embed_init: str = "independent"
     ffn_init: str = "gpt2"
     memory: MemoryConfig = field(default_factory=DenseConfig)
 

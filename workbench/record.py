@@ -114,11 +114,16 @@ LEGACY_KNOB_VALUES: dict[tuple[str, str | None, str], Any] = {
     ("memory", "base", "gate"): "sigmoid",
     ("memory", "base", "train_routing"): "balanced",
     ("memory", "hash", "features"): "random",
+    ("model", None, "altup_embed_init"): "independent",
 }
 # Knobs that cannot change a run of this config, as (section, name): predicate on the config. Left
 # out of the digest there, so a knob added for one family does not rehash every other design.
 INERT_KNOBS: dict[tuple[str, str], Callable[[Mapping[str, Any]], bool]] = {
     ("train", "altup_weight_decay"): lambda config: config.get("model", {}).get("altup_k", 1) == 1,
+    ("model", "altup_embed_init"): lambda config: (
+        config.get("model", {}).get("altup_k", 1) == 1
+        or config.get("model", {}).get("altup_variant", "altup") != "altup"
+    ),
 }
 
 

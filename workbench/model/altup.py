@@ -30,6 +30,9 @@ Choices where the paper leaves room (or where we could not check it):
   same logits (up to LayerNorm's eps), and at init (identity predict, unit gains) every block
   carries the same residual updates, so the mean is the plain model's stream with the mean
   embedding.
+* Embedding init (``model.altup_embed_init``): the K slices drawn independently (the default,
+  as stored runs trained), or replicated from one draw, so that plain AltUp starts as
+  Recycled-AltUp with its head tied to the very embedding every block reads.
 * LM head: tied to the mean of the K embedding slices (for ``recycled`` that is the embedding
   itself), so AltUp adds no head parameters; the learned positions stay D wide and are added to
   every block.
@@ -64,6 +67,7 @@ from workbench.errors import ConfigError
 from workbench.memory import ForwardContext
 
 VARIANTS = ("altup", "recycled", "sequence")
+EMBED_INITS = ("independent", "replicated")
 
 
 def validate(cfg: ModelConfig) -> None:
@@ -71,6 +75,10 @@ def validate(cfg: ModelConfig) -> None:
     if cfg.altup_variant not in VARIANTS:
         raise ConfigError(
             f"model.altup_variant: must be one of {'|'.join(VARIANTS)}, got {cfg.altup_variant!r}"
+        )
+    if cfg.altup_embed_init not in EMBED_INITS:
+        raise ConfigError(
+            f"model.altup_embed_init: must be one of {'|'.join(EMBED_INITS)}, got {cfg.altup_embed_init!r}"
         )
     if cfg.altup_k < 1:
         raise ConfigError(f"model.altup_k: must be >= 1 (1 is the plain model), got {cfg.altup_k}")
@@ -83,6 +91,14 @@ def validate(cfg: ModelConfig) -> None:
 def embedding_width(cfg: ModelConfig) -> int:
     """Width of the token embedding table: K*D for plain AltUp, else D."""
     return cfg.d_model * (cfg.altup_k if cfg.altup_variant == "altup" else 1)
+
+
+def init_embedding(cfg: ModelConfig, wte: nn.Embedding) -> None:
+    """``replicated``: every slice of plain AltUp's wide embedding starts as a copy of the first."""
+    if cfg.altup_k > 1 and cfg.altup_variant == "altup" and cfg.altup_embed_init == "replicated":
+        with torch.no_grad():
+            slices_VKD = wte.weight.view(wte.weight.shape[0], cfg.altup_k, cfg.d_model)
+            slices_VKD.copy_(slices_VKD[:, :1].expand_as(slices_VKD))
 
 
 def tokens_per_layer(cfg: ModelConfig) -> list[int]:

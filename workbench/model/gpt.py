@@ -223,6 +223,7 @@ class GPT(nn.Module):
             assert isinstance(block, Block)
             nn.init.normal_(block.attn.proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
         init_ffn_slots(self, cfg.ffn_init)
+        altup.init_embedding(cfg, self.wte)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
