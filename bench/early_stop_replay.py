@@ -61,6 +61,7 @@ class Design:
     curve: dict[int, float]  # the full study's validation loss by step
     measured_rungs: dict[str, float]  # the early-stopping study's rung values
     eval_steps: list[int] = field(default_factory=list)
+    early_number: int = -1  # its trial number in the early-stopping study (the order it ran in)
 
     def rung_value(self, rung: str) -> float:
         if rung in self.measured_rungs:
@@ -97,17 +98,20 @@ def load_designs(folder: Path) -> tuple[list[Design], dict[str, Any], list[float
     summary = json.loads((folder / "early_stop.json").read_text())
     run_seconds = {r["trial"]: float(r["seconds"]) for r in summary["studies"][0]["runs"]}
     full = load_trials(_journal(folder, "full"))
-    early = {t.number: t for t in load_trials(_journal(folder, "early-stop"))}
-    starts = sorted(t.datetime_start.timestamp() for t in early.values() if t.datetime_start)
+    early_trials = load_trials(_journal(folder, "early-stop"))
+    # The twin of a full-study run is the early-stopping run of the same design: since
+    # 2026-12-03 the early-stopping study may run the designs in another order (--order cost).
+    early = {t.user_attrs[record.DESIGN_HASH]: t for t in early_trials}
+    starts = sorted(t.datetime_start.timestamp() for t in early_trials if t.datetime_start)
     offsets = [s - starts[0] for s in starts[: int(summary["workers"])]]
     designs = []
     for trial in full:
         attrs = trial.user_attrs
         metrics = attrs[record.METRICS]
         curve = {int(s): float(v) for s, m, v in attrs[record.CURVE] if m == "val_loss"}
-        twin = early[trial.number]
-        if twin.user_attrs[record.DESIGN_HASH] != attrs[record.DESIGN_HASH]:
-            raise SystemExit(f"trial {trial.number}: the two studies ran different designs")
+        twin = early.get(attrs[record.DESIGN_HASH])
+        if twin is None:
+            raise SystemExit(f"trial {trial.number}: the early-stopping study did not run this design")
         designs.append(
             Design(
                 number=trial.number,
@@ -121,6 +125,7 @@ def load_designs(folder: Path) -> tuple[list[Design], dict[str, Any], list[float
                 curve=curve,
                 measured_rungs={k: float(v) for k, v in (twin.user_attrs.get(record.RUNGS) or {}).items()},
                 eval_steps=sorted(curve),
+                early_number=twin.number,
             )
         )
     return designs, summary, offsets
@@ -280,10 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     fixed_full, fixed_early = fixed_cost(studies["full"]), fixed_cost(studies["early-stop"])
     full = replay(designs, None, offsets, fixed_full)
     full_front = front(designs, full.completed)
-    measured_stops = {r["trial"] for r in studies["early-stop"]["runs"] if r["status"] == "pruned"}
+    # The stopped runs, named by their full-study trial number as every design is here.
+    early_to_full = {d.early_number: d.number for d in designs}
+    measured_stops = {
+        early_to_full[r["trial"]] for r in studies["early-stop"]["runs"] if r["status"] == "pruned"
+    }
     # A pair measured before 2026-12-03 has no "recheck": it ran without.
     as_measured = EarlyStop(**{**base.to_dict(), "recheck": bool(measured.get("recheck", False))})
-    check = replay(designs, as_measured, offsets, fixed_early)
+    check = replay(sorted(designs, key=lambda d: d.early_number), as_measured, offsets, fixed_early)
     agree = set(check.stopped) == measured_stops
     rows = [
         [

@@ -65,3 +65,22 @@ def test_a_rung_before_the_first_evaluation_is_not_made_up() -> None:
     designs, _, offsets = replay_bench.load_designs(RUNS_SEED1)
     with pytest.raises(replay_bench.Unreplayable, match="no loss before step"):
         replay_bench.replay(designs, EarlyStop(min_fraction=1 / 27), offsets, fixed_s=0.64)
+
+
+def test_a_pair_run_cheapest_first_is_matched_by_design_and_replayed_in_its_order() -> None:
+    """The seed-3 pair ran its early-stopping study cheapest first (--order cost), so its trial
+    numbers are not the full study's: twins are matched by design, and the self-check replays
+    the designs in the order they ran, stopping within two of the designs the study stopped."""
+    folder = RUNS.with_name("early-stop-2026-12-03-seed3")
+    designs, summary, offsets = replay_bench.load_designs(folder)
+    assert summary["order"] == "cost"
+    ran = sorted(designs, key=lambda d: d.early_number)
+    assert [d.flops for d in ran] == sorted(d.flops for d in designs)
+    assert [d.number for d in ran] != sorted(d.number for d in designs)
+    early_to_full = {d.early_number: d.number for d in designs}
+    studies = {s["name"]: s for s in summary["studies"]}
+    stopped = {early_to_full[r["trial"]] for r in studies["early-stop"]["runs"] if r["status"] == "pruned"}
+    measured = EarlyStop(**summary["early_stop"])
+    replayed = replay_bench.replay(ran, measured, offsets, fixed_s=0.66)
+    assert len(set(replayed.stopped) ^ stopped) <= 2
+    assert replayed.wall == pytest.approx(studies["early-stop"]["wall_s"], rel=0.15)
