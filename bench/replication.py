@@ -19,9 +19,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.common import md_table, store_from_journals, write_section
+from workbench import record
 from workbench.explore import CLAIMS, claims_frame, evaluate_all
 from workbench.store import Store
 
@@ -53,6 +55,12 @@ def design_label(row: pd.Series) -> str:
         parts.append("no balancing loss")
     if kind in ("switch", "gshard") and (known("memory.z_loss_coef") or 0) > 0:
         parts.append(f"z-loss {row['memory.z_loss_coef']:g}")
+    if kind == "base" and known("memory.gate") == "straight":
+        parts.append("straight-through gate")
+    if kind == "base" and known("memory.train_routing") == "greedy":
+        parts.append("greedy training routing")
+    if kind == "hash" and known("memory.features") == "cooccurrence":
+        parts.append("corpus features")
     if kind == "avgk" and known("memory.block_key") == "unit":
         parts.append("unit keys")
     if kind == "avgk" and (known("memory.aux_loss_coef") or 0) > 0:
@@ -60,7 +68,8 @@ def design_label(row: pd.Series) -> str:
     if kind in ("token_table", "lsh", "softmax_table", "pkm") and known("memory.consume") is not None:
         parts.append(str(row["memory.consume"]))
     if (known("model.altup_k") or 1) > 1:
-        parts.insert(0, f"{row['model.altup_variant']} K={int(row['model.altup_k'])} +")
+        replicated = " replicated embedding" if known("model.altup_embed_init") == "replicated" else ""
+        parts.insert(0, f"{row['model.altup_variant']} K={int(row['model.altup_k'])}{replicated} +")
     return " ".join(parts)
 
 
@@ -70,13 +79,38 @@ SWEPT = {
     "train.warmup_frac": "warm-up",
     "model.ffn_init": "init",
     "train.memory_value_lr_scale": "value-table lr x",
+    "train.altup_weight_decay": "mixing-scalar decay",
 }
+
+
+def _swept_value(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None  # the knob does not apply to this design (e.g. AltUp's decay on a plain model)
+    if isinstance(value, bool | np.bool_):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _inert(row: pd.Series, name: str) -> bool:
+    """Whether the knob ``name`` cannot change this design (record.INERT_KNOBS), e.g. AltUp's
+    decay on a plain model: its stored value is then not part of the design's name."""
+    section, knob = name.split(".", 1)
+    predicate = record.INERT_KNOBS.get((section, knob))
+    if predicate is None:
+        return False
+    config: dict[str, dict[str, object]] = {}
+    for key, value in row.items():
+        if isinstance(key, str) and "." in key and _swept_value(value) is not None:
+            sec, field = key.split(".", 1)
+            config.setdefault(sec, {})[field] = value
+    return predicate(config)
 
 
 def swept_label(row: pd.Series, swept: Sequence[str]) -> str:
     extra = " ".join(
-        f"{SWEPT[name]} {row[name]:g}" if isinstance(row[name], float) else f"{SWEPT[name]} {row[name]}"
+        f"{SWEPT[name]} {shown}"
         for name in swept
+        if not _inert(row, name) and (shown := _swept_value(row[name])) is not None
     )
     return f"{design_label(row)} {extra}".strip()
 

@@ -123,3 +123,41 @@ def test_the_report_regenerates_from_the_stored_runs(tmp_path: Path) -> None:
     committed = (ROOT / "docs" / "REPLICATION.md").read_text(encoding="utf-8")
     table = text[text.index(replication.BEGIN) : text.index("### `")]
     assert table in committed, "docs/REPLICATION.md is stale: run python -m bench.replication"
+
+
+def test_a_design_is_named_by_the_knobs_its_ablation_sweeps_and_not_by_inert_ones() -> None:
+    base = pd.Series(
+        {
+            "memory.kind": "base",
+            "memory.n_experts": 16,
+            "memory.gate": "straight",
+            "memory.train_routing": "greedy",
+        }
+    )
+    assert replication.design_label(base) == "base E=16 straight-through gate greedy training routing"
+    clustered = pd.Series(
+        {
+            "memory.kind": "hash",
+            "memory.variant": "clustered",
+            "memory.n_experts": 16,
+            "memory.features": "cooccurrence",
+        }
+    )
+    assert replication.design_label(clustered) == "hash clustered E=16 corpus features"
+    decay = ["train.altup_weight_decay"]
+    altup = pd.Series(
+        {
+            "memory.kind": "dense",
+            "model.altup_k": 2,
+            "model.altup_variant": "altup",
+            "model.altup_embed_init": "replicated",
+            "train.altup_weight_decay": True,
+        }
+    )
+    assert (
+        replication.swept_label(altup, decay)
+        == "altup K=2 replicated embedding + dense mixing-scalar decay on"
+    )
+    # AltUp's decay cannot change a plain model: its stored value is not part of the name.
+    plain = pd.Series({"memory.kind": "dense", "model.altup_k": 1, "train.altup_weight_decay": False})
+    assert replication.swept_label(plain, decay) == "dense"
