@@ -30,6 +30,7 @@ from workbench.store import Store
 BEGIN = "<!-- bench/replication.py: begin (generated; edit bench/ or workbench/explore/_claims.py, not this block) -->"
 END = "<!-- bench/replication.py: end -->"
 PREFIX = "replicate-"
+PLOT_ATTEMPTS = 3
 
 
 def design_label(row: pd.Series) -> str:
@@ -198,7 +199,17 @@ def plot_study(store: Store, study: str, path: Path) -> None:
         showlegend=False,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.write_image(str(path))
+    # kaleido drives a headless Chrome whose start-up sometimes races on a loaded machine
+    # ("kaleido_scopes is not defined"): a second attempt starts it afresh.
+    for attempt in range(PLOT_ATTEMPTS):
+        try:
+            figure.write_image(str(path))
+            return
+        except Exception as exc:  # kaleido raises its own JavascriptError and RuntimeErrors
+            if attempt == PLOT_ATTEMPTS - 1:
+                raise SystemExit(
+                    f"{path}: kaleido could not render the plot ({exc}); rerun, or pass --no-plots"
+                ) from exc
 
 
 def report(store: Store, plots: Path | None, doc: Path) -> str:
