@@ -153,6 +153,8 @@ def test_cooccurrence_clusters_without_the_corpus_features_say_how_to_get_them()
         cfg.build(CTX)
     with pytest.raises(ConfigError, match="features"):
         HashConfig(variant="clustered", features="glove").validate(CTX)
+    with pytest.raises(ConfigError, match="only the clustered and dispersed"):
+        HashConfig(variant="random", features="cooccurrence").validate(CTX)
 
 
 def test_multihash_reads_one_slice_per_hash() -> None:

@@ -118,6 +118,11 @@ class HashConfig(MemoryConfig):
             "features",
             f"must be one of {'|'.join(FEATURES)}, got {self.features!r}",
         )
+        require(
+            self.features == "random" or self.variant in ("clustered", "dispersed"),
+            "features",
+            f"only the clustered and dispersed variants read features; leave it 'random' for {self.variant!r}",
+        )
         if self.variant in ("clustered", "dispersed"):
             require(
                 self.n_experts <= ctx.vocab_size,
