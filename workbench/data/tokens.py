@@ -68,32 +68,33 @@ class TokenData:
 
     def token_frequencies(self) -> np.ndarray:
         """Count of each id in ``train``: int64, shape ``(vocab_size,)``; cached as ``freq.npy``."""
-        path = self.cache_path / "freq.npy"
-        if path.is_file():
-            return np.load(path)
-        counts = np.bincount(self.train, minlength=self.vocab_size).astype(np.int64)
-        tmp = path.with_name(f"freq.tmp-{uuid.uuid4().hex}.npy")
-        try:
-            np.save(tmp, counts)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return counts
+        return _cached_array(
+            self.cache_path / "freq.npy",
+            lambda: np.bincount(self.train, minlength=self.vocab_size).astype(np.int64),
+        )
 
     def token_features(self, dim: int = 16) -> np.ndarray:
         """Distributional features of each id in ``train`` (:mod:`workbench.data.features`):
         float32, shape ``(vocab_size, dim)``, rows of unit length; cached as ``features{dim}.npy``."""
-        path = self.cache_path / f"features{dim}.npy"
-        if path.is_file():
-            return np.load(path)
-        features = cooccurrence_features(self.train, self.vocab_size, dim)
-        tmp = path.with_name(f"features{dim}.tmp-{uuid.uuid4().hex}.npy")
-        try:
-            np.save(tmp, features)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return features
+        return _cached_array(
+            self.cache_path / f"features{dim}.npy",
+            lambda: cooccurrence_features(self.train, self.vocab_size, dim),
+        )
+
+
+def _cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``path``'s array, computed and saved first if absent. Written under a temporary name and
+    renamed into place, so workers computing it at once never read a half-written file."""
+    if path.is_file():
+        return np.load(path)
+    array = compute()
+    tmp = path.with_name(f"{path.stem}.tmp-{uuid.uuid4().hex}.npy")
+    try:
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return array
 
 
 def prepare_tokens(cfg: DataConfig, progress: Progress | None = None) -> TokenData:
