@@ -149,8 +149,8 @@ class AvgK(MemoryLayer):
         if self.training and self.cfg.aux_loss_coef > 0:
             E = scores_NE.shape[1]
             # index_add_, not bincount: on CUDA bincount sizes its output by a max read on the
-            # host, a synchronisation that keeps the step out of a CUDA graph (the likely cause of
-            # the 10x slower runs with this loss on the H200, 2026-12-03; not re-measured).
+            # host, a synchronisation that keeps the step out of a CUDA graph (the cause of the
+            # 10x slower runs with this loss on the H200; re-measured level, docs/REPLICATION.md).
             ids = block_NK.reshape(-1)
             f_E = scores_NE.new_zeros(E, dtype=torch.float32).index_add_(
                 0, ids, torch.ones_like(ids, dtype=torch.float32)

@@ -61,6 +61,7 @@ from workbench.memory.registry import register
 
 VARIANTS = ("random", "balanced", "bigram", "previous", "position", "clustered", "dispersed", "multihash")
 FEATURES = ("random", "cooccurrence")
+CLUSTER_VARIANTS = ("clustered", "dispersed")  # the variants built from token features
 _FEATURE_DIM = 16
 _KMEANS_ITERS = 20
 
@@ -119,11 +120,11 @@ class HashConfig(MemoryConfig):
             f"must be one of {'|'.join(FEATURES)}, got {self.features!r}",
         )
         require(
-            self.features == "random" or self.variant in ("clustered", "dispersed"),
+            self.features == "random" or self.variant in CLUSTER_VARIANTS,
             "features",
             f"only the clustered and dispersed variants read features; leave it 'random' for {self.variant!r}",
         )
-        if self.variant in ("clustered", "dispersed"):
+        if self.variant in CLUSTER_VARIANTS:
             require(
                 self.n_experts <= ctx.vocab_size,
                 "n_experts",
@@ -131,7 +132,7 @@ class HashConfig(MemoryConfig):
             )
 
     def needs_token_features(self) -> bool:
-        return self.features == "cooccurrence" and self.variant in ("clustered", "dispersed")
+        return self.features == "cooccurrence" and self.variant in CLUSTER_VARIANTS
 
     def cost(self, ctx: LayerContext) -> LayerCost:
         d, e, g = ctx.d_model, self.n_experts, self.width(ctx)
