@@ -70,10 +70,15 @@ run replicate-avgk-collapse spaces/replicate/avgk_collapse.py "${COLLAPSE_TIMEOU
 # The next ablations of docs/REPLICATION.md (2026-12-03): AltUp at 8 layers, PKM's rates, Switch
 # at 4e-3 with and without the router z-loss, AltUp with and without decay on its mixing scalars,
 # BASE without its balanced assignment or its sigmoid gate, hash clusters of corpus token features,
-# AltUp with its wide embedding replicated at init, clustered against dispersed at 16 and 64 experts.
-for ablation in altup_depth pkm_rate switch_rate altup_decay base_cause hash_clusters altup_embed hash_clusters_experts; do
+# AltUp with its wide embedding replicated at init, clustered against dispersed at 16 and 64 experts,
+# and with one hash layer among dense ones or on an 8192-piece vocabulary.
+for ablation in altup_depth pkm_rate switch_rate altup_decay base_cause hash_clusters altup_embed hash_clusters_experts \
+  hash_clusters_one_layer hash_clusters_vocab; do
   run "replicate-${ablation//_/-}" "spaces/replicate/$ablation.py" "${ABLATION_TIMEOUT:-300}" --workers "${WORKERS:-3}"
 done
+# AltUp's gap to dense at half the budget (the cosine schedule ends there too): does it shrink with steps?
+run replicate-altup-embed-12M spaces/replicate/altup_embed.py "${ABLATION_TIMEOUT:-300}" --workers "${WORKERS:-3}" \
+  --set train.tokens=12000000
 # Bench runs, named in ONLY as "eval-windows", "early-stop-seed1", "early-stop-seed2",
 # "early-stop-seed3", "early-stop-seed2-cost" and "base-mismatch".
 bench_run() {  # bench_run NAME MODULE [ARGS...]: a bench script, its output folder under $RUNS
