@@ -79,6 +79,9 @@ done
 # AltUp's gap to dense at half the budget (the cosine schedule ends there too): does it shrink with steps?
 run replicate-altup-embed-12M spaces/replicate/altup_embed.py "${ABLATION_TIMEOUT:-300}" --workers "${WORKERS:-3}" \
   --set train.tokens=12000000
+# AltUp's gap to dense at half the learning rate: the depth studies fixed 4e-3 for every design.
+run replicate-altup-embed-lr2e-3 spaces/replicate/altup_embed.py "${ABLATION_TIMEOUT:-300}" --workers "${WORKERS:-3}" \
+  --set train.lr=2e-3
 # Bench runs, named in ONLY as "eval-windows", "early-stop-seed1", "early-stop-seed2",
 # "early-stop-seed3", "early-stop-seed2-cost" and "base-mismatch".
 bench_run() {  # bench_run NAME MODULE [ARGS...]: a bench script, its output folder under $RUNS
