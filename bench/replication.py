@@ -68,6 +68,11 @@ def design_label(row: pd.Series) -> str:
         parts.append(f"balancing loss {row['memory.aux_loss_coef']:g}")
     if kind in ("token_table", "lsh", "softmax_table", "pkm") and known("memory.consume") is not None:
         parts.append(str(row["memory.consume"]))
+    # Fixed within a study but not across the suite: a study that changes them says so in its names.
+    if known("model.placement") not in (None, "all"):
+        parts.append(f"layers {row['model.placement']}")
+    if known("data.vocab_size") not in (None, 2048):
+        parts.append(f"vocab {int(row['data.vocab_size'])}")
     if (known("model.altup_k") or 1) > 1:
         replicated = " replicated embedding" if known("model.altup_embed_init") == "replicated" else ""
         parts.insert(0, f"{row['model.altup_variant']} K={int(row['model.altup_k'])}{replicated} +")

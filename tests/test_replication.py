@@ -144,6 +144,11 @@ def test_a_design_is_named_by_the_knobs_its_ablation_sweeps_and_not_by_inert_one
         }
     )
     assert replication.design_label(clustered) == "hash clustered E=16 corpus features"
+    # The Hash 5 isolations fix these within a study; the table must still tell them apart.
+    one_layer = pd.concat([clustered, pd.Series({"model.placement": "DDMD", "data.vocab_size": 8192.0})])
+    assert replication.design_label(one_layer) == "hash clustered E=16 corpus features layers DDMD vocab 8192"
+    suite = pd.concat([clustered, pd.Series({"model.placement": "all", "data.vocab_size": 2048.0})])
+    assert replication.design_label(suite) == "hash clustered E=16 corpus features"
     decay = ["train.altup_weight_decay"]
     altup = pd.Series(
         {
