@@ -75,6 +75,22 @@ ALTUP_K2 = _altup("AltUp K=2", 2, "altup", "dense")
 RECYCLED_K2 = _altup("Recycled K=2", 2, "recycled", "dense")
 ALTUP_SWITCH = _altup("switch (K=1)", 1, "", "switch")
 ALTUP_K2_SWITCH = _altup("AltUp K=2 + switch", 2, "altup", "switch")
+# AltUp 1-2 again at 8 layers (the paper's models are 8-24 deep), where the four-layer suite's one
+# unstable AltUp seed does not decide: the rate the depth study fit for all three (4e-3), three seeds.
+ALTUP_EMBED = "replicate-altup-embed"
+ALTUP8_DENSE = Arm("dense (K=1), 8 layers", ALTUP_EMBED, {"model.altup_k": 1})
+ALTUP8_K2 = Arm(
+    "AltUp K=2, 8 layers",
+    ALTUP_EMBED,
+    {"model.altup_k": 2, "model.altup_variant": "altup", "model.altup_embed_init": "independent"},
+)
+RECYCLED8_K2 = Arm(
+    "Recycled K=2, 8 layers", ALTUP_EMBED, {"model.altup_k": 2, "model.altup_variant": "recycled"}
+)
+ALTUP8_CAVEAT = (
+    "the loss is in AltUp's K-times wider embedding: replicating its slices at init closes 60% of it, and "
+    "Recycled-AltUp, the same model with the slices kept equal, beats dense (docs/REPLICATION.md, AltUp)"
+)
 EXT_DENSE = _external("dense", "dense")
 TOKEN_ADD = _external("token table add", "token_table", "add")
 
@@ -164,7 +180,9 @@ CLAIMS: tuple[Claim, ...] = (
         _command("hash_clusters"),
         caveat=(
             "clusters of distributional token features from the training split (co-occurrence, PPMI, "
-            "SVD; workbench/data/features.py), where the paper clusters a pretrained model's embeddings"
+            "SVD; workbench/data/features.py), where the paper clusters a pretrained model's embeddings; "
+            "the reverse needs every FFN to hash by the same clusters: with one hash layer among dense "
+            "ones the three hashings are level (replicate-hash-clusters-one-layer)"
         ),
     ),
     Claim(
@@ -193,6 +211,26 @@ CLAIMS: tuple[Claim, ...] = (
         "between",
         (ALTUP_DENSE, RECYCLED_K2, ALTUP_K2),
         _command("altup"),
+    ),
+    Claim(
+        "AltUp 1 (8 layers)",
+        ALTUP_PAPER,
+        "AltUp K=2 beats the dense model of width d at nearly equal FLOPs.",
+        QUALITATIVE,
+        "better",
+        (ALTUP8_K2, ALTUP8_DENSE),
+        _command("altup_embed"),
+        caveat=ALTUP8_CAVEAT,
+    ),
+    Claim(
+        "AltUp 2 (8 layers)",
+        ALTUP_PAPER,
+        "Recycled-AltUp lands between the dense model and AltUp.",
+        QUALITATIVE,
+        "between",
+        (ALTUP8_DENSE, RECYCLED8_K2, ALTUP8_K2),
+        _command("altup_embed"),
+        caveat=ALTUP8_CAVEAT,
     ),
     Claim(
         "AltUp 3",
