@@ -79,6 +79,37 @@ def test_the_interval_is_the_t_interval_of_the_seed_means(tiny_corpus: Path, tmp
     assert design.val_ppl_ci95_high - design.val_ppl_mean == pytest.approx(half)
 
 
+def test_resuming_with_more_repeats_adds_the_missing_seeds_and_keeps_the_runs_stored(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    """A finished study resumed with a larger --repeats trains only the seeds it lacks."""
+    path = tiny_space(tmp_path, tiny_corpus)
+    store = tmp_path / "wb.duckdb"
+    run(apply_overrides(load_space(path), {"train.tokens": TOKENS}, repeats=2), store, trials=2, seed=7)
+    before = Store.open(store, read_only=True).sql(
+        "SELECT trial_number, design_hash, seed, val_loss FROM trials ORDER BY trial_number"
+    )
+    assert len(before) == 4
+
+    run(apply_overrides(load_space(path), {"train.tokens": TOKENS}, repeats=3), store, trials=2, seed=7)
+    reader = Store.open(store, read_only=True)
+    after = reader.sql(
+        "SELECT trial_number, design_hash, seed, val_loss, status FROM trials ORDER BY trial_number"
+    )
+    assert (after["status"] == "complete").all() and len(after) == 6
+    # The stored runs are untouched; the two new ones are each design's third seed.
+    kept = after[after["trial_number"].isin(before["trial_number"])]
+    assert kept[["design_hash", "seed", "val_loss"]].to_numpy().tolist() == (
+        before[["design_hash", "seed", "val_loss"]].to_numpy().tolist()
+    )
+    assert after.groupby("design_hash")["seed"].apply(sorted).tolist() == [[7, 8, 9], [7, 8, 9]]
+    assert reader.sql("SELECT n_seeds FROM designs")["n_seeds"].tolist() == [3, 3]
+
+    # Resumed again with the same repeats, nothing is left to train.
+    run(apply_overrides(load_space(path), {"train.tokens": TOKENS}, repeats=3), store, trials=2, seed=7)
+    assert len(Store.open(store, read_only=True).sql("SELECT 1 FROM trials")) == 6
+
+
 def test_one_seed_gives_no_interval(tiny_corpus: Path, tmp_path: Path) -> None:
     space = apply_overrides(load_space(tiny_space(tmp_path, tiny_corpus)), {"train.tokens": TOKENS})
     store = tmp_path / "wb.duckdb"

@@ -193,8 +193,9 @@ def join_study(study: optuna.Study, space: Space, opts: StudyOptions, lock: Stud
     """Join the study as one of its processes, under its lock; returns its target of designs.
 
     Reaps the trials of dead workers, sets or raises the target (:func:`workbench.workers.set_target`),
-    seeds this process's sampler from its session, and queues the cover points and (``grid``)
-    the grid points not yet tried, no more than the designs still open.
+    queues the seeds that finished designs lack under a larger ``--repeats``, seeds this
+    process's sampler from its session, and queues the cover points and (``grid``) the grid
+    points not yet tried, no more than the designs still open.
     """
     from workbench import workers
 
@@ -204,6 +205,7 @@ def join_study(study: optuna.Study, space: Space, opts: StudyOptions, lock: Stud
     with lock:
         workers.reap(study, (opts.heartbeat or workers.Heartbeat()).max_retry, report_elsewhere=True)
         target = workers.set_target(study, opts.trials, default)
+        workers.queue_missing_seeds(study, len(space.seeds(opts.seed)))
         session = workers.new_session(study)
         study.sampler = make_sampler(opts.sampler, space, workers.session_seed(opts.seed, session))
         now = workers.tally(study)

@@ -421,6 +421,38 @@ def tally(study: optuna.Study) -> Tally:
     )
 
 
+def queue_missing_seeds(study: optuna.Study, n_seeds: int) -> int:
+    """Queue the seeds that completed designs lack when the study now trains ``n_seeds`` per
+    design (resumed with a larger ``--repeats``); returns how many. A first run queues its
+    design's other seeds only when it runs, so without this a finished study resumed for more
+    seeds would train none. They carry the values the first run fitted, as its own queue does.
+    Hold :class:`StudyLock`."""
+    trials = study.get_trials(deepcopy=False)
+    series: dict[int, set[int]] = {}
+    for t in trials:
+        if record.FIRST_RUN in t.user_attrs:
+            series.setdefault(int(t.user_attrs[record.FIRST_RUN]), set()).add(
+                int(t.user_attrs.get(record.REPLICATE, 0))
+            )
+    queued = 0
+    for t in trials:
+        if not (_first_run(t) and t.state == TrialState.COMPLETE):
+            continue
+        first = int(t.user_attrs.get(record.RETRY_OF, t.number))
+        for other in range(1, n_seeds):
+            if other not in series.get(first, set()):
+                study.enqueue_trial(
+                    dict(t.params),
+                    user_attrs={
+                        record.REPLICATE: other,
+                        record.TUNED: dict(t.user_attrs.get(record.TUNED) or {}),
+                        record.FIRST_RUN: first,
+                    },
+                )
+                queued += 1
+    return queued
+
+
 def skip_leftovers(study: optuna.Study) -> int:
     """Once the study is done (:attr:`Tally.done`), fail the designs still queued (a retry queued
     for a trial nobody claimed, a queued point the target left out) as ``skipped``: they would

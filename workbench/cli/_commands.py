@@ -173,7 +173,8 @@ def run(
         int | None,
         typer.Option(
             help="Train every design under this many seeds (default: the space's `repeats`, 1). "
-            "Pareto fronts then compare seed means with 95% intervals."
+            "Pareto fronts then compare seed means with 95% intervals. Resuming a study with "
+            "a larger value trains only the seeds its finished designs lack."
         ),
     ] = None,
     sampler: Annotated[
