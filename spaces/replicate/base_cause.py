@@ -9,7 +9,7 @@ than the balanced assignment it trains with. Two parts of the paper's layer rema
 * the sigmoid gate, about 0.5 at init, which halves an expert's output against dense's
   (``memory.gate=straight`` reads it at weight 1 with the sigmoid's gradient).
 The grid crosses the two, with dense beside them, at the suite's scale, lr 2e-3 (the rate the
-suite fit to both), two seeds.
+suite fit to both), three seeds (the stored study ran two; resuming it trains the third).
 
     workbench run spaces/replicate/base_cause.py --device cuda --sampler grid --workers 3
 """
@@ -41,5 +41,5 @@ space = Space(
     objectives=[Objective("val_ppl", "minimize"), Objective("flops_per_token", "minimize")],
     budget=Budget(tokens=24_000_000),
     trials=5,
-    repeats=2,
+    repeats=3,
 )
