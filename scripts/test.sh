@@ -36,4 +36,5 @@ fi
 # Two pytest processes (pytest-xdist), one per core of a CI machine: the suite is CPU-bound and
 # serial it took 16-17 min there; WORKBENCH_TEST_WORKERS=0 runs it in this process.
 # Not exec: the trap above stops the server after pytest; the script exits with pytest's status.
-python3 -m pytest -n "${WORKBENCH_TEST_WORKERS:-2}" "$@"
+# The 15 slowest tests are listed at the end: the suite runs near its 10-minute budget on CI.
+python3 -m pytest -n "${WORKBENCH_TEST_WORKERS:-2}" --durations=15 "$@"
