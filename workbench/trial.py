@@ -12,7 +12,7 @@ import gc
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -211,17 +211,8 @@ class TrialRunner:
             # new ones), so any free worker takes them, with the values this run fitted. A retry
             # of a first run whose worker died queues only those its series has not queued yet.
             first = int(trial.user_attrs.get(record.RETRY_OF, trial.number))
-            queued = {
-                t.user_attrs.get(record.REPLICATE)
-                for t in trial.study.get_trials(deepcopy=False)
-                if t.user_attrs.get(record.FIRST_RUN) == first
-            }
-            for other in range(1, len(seeds)):
-                if other not in queued:
-                    trial.study.enqueue_trial(
-                        dict(trial.params),
-                        user_attrs={record.REPLICATE: other, record.TUNED: tuned, record.FIRST_RUN: first},
-                    )
+            study = trial.study
+            queue_seeds(study, trial.params, first, tuned, len(seeds), study.get_trials(deepcopy=False))
         if twin is None:
             metrics = self.train_and_measure(cfg, trial)
         trial.set_user_attr(record.METRICS, metrics.to_dict())
@@ -420,3 +411,28 @@ def _train_fields(values: dict[str, Any]) -> dict[str, Any]:
 
 def _describe_values(values: dict[str, Any]) -> str:
     return " ".join(f"{name.removeprefix('train.')}={value:.3g}" for name, value in values.items())
+
+
+def queue_seeds(
+    study: optuna.Study,
+    params: Mapping[str, Any],
+    first: int,
+    tuned: Mapping[str, Any],
+    n_seeds: int,
+    trials: Sequence[optuna.trial.FrozenTrial],
+) -> int:
+    """Queue the other seeds (replicates 1 .. n_seeds-1) of the design whose first run is trial
+    ``first`` that no trial of ``trials`` holds yet, with the values the first run fitted;
+    returns how many. Any free worker then takes them (optuna runs queued trials first)."""
+    held = {
+        int(t.user_attrs.get(record.REPLICATE, 0))
+        for t in trials
+        if t.user_attrs.get(record.FIRST_RUN) == first
+    }
+    missing = [r for r in range(1, n_seeds) if r not in held]
+    for replicate in missing:
+        study.enqueue_trial(
+            dict(params),
+            user_attrs={record.REPLICATE: replicate, record.TUNED: dict(tuned), record.FIRST_RUN: first},
+        )
+    return len(missing)

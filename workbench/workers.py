@@ -425,32 +425,23 @@ def queue_missing_seeds(study: optuna.Study, n_seeds: int) -> int:
     """Queue the seeds that completed designs lack when the study now trains ``n_seeds`` per
     design (resumed with a larger ``--repeats``); returns how many. A first run queues its
     design's other seeds only when it runs, so without this a finished study resumed for more
-    seeds would train none. They carry the values the first run fitted, as its own queue does.
-    Hold :class:`StudyLock`."""
+    seeds would train none. Hold :class:`StudyLock`."""
+    # Imported here: the trial stage owns a design's seeds, and importing it loads torch.
+    from workbench.trial import queue_seeds
+
     trials = study.get_trials(deepcopy=False)
-    series: dict[int, set[int]] = {}
-    for t in trials:
-        if record.FIRST_RUN in t.user_attrs:
-            series.setdefault(int(t.user_attrs[record.FIRST_RUN]), set()).add(
-                int(t.user_attrs.get(record.REPLICATE, 0))
-            )
-    queued = 0
-    for t in trials:
-        if not (_first_run(t) and t.state == TrialState.COMPLETE):
-            continue
-        first = int(t.user_attrs.get(record.RETRY_OF, t.number))
-        for other in range(1, n_seeds):
-            if other not in series.get(first, set()):
-                study.enqueue_trial(
-                    dict(t.params),
-                    user_attrs={
-                        record.REPLICATE: other,
-                        record.TUNED: dict(t.user_attrs.get(record.TUNED) or {}),
-                        record.FIRST_RUN: first,
-                    },
-                )
-                queued += 1
-    return queued
+    return sum(
+        queue_seeds(
+            study,
+            t.params,
+            int(t.user_attrs.get(record.RETRY_OF, t.number)),
+            t.user_attrs.get(record.TUNED) or {},
+            n_seeds,
+            trials,
+        )
+        for t in trials
+        if _first_run(t) and t.state == TrialState.COMPLETE
+    )
 
 
 def skip_leftovers(study: optuna.Study) -> int:
